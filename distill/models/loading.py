@@ -1,0 +1,130 @@
+"""Builders for the white-box teacher and the student (pruned, 4-bit, LoRA)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
+from distill.models.sources import build_once, cache_key, resolve_model_dir
+
+log = logging.getLogger(__name__)
+
+
+def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model spec, with a pad token (eos when the model has none)."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(spec))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_teacher(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """A frozen white-box teacher in eval mode.
+
+    Args:
+        cfg: the `teacher` group.
+        attn_implementation: "eager" when an active loss needs attention maps.
+    """
+    model = AutoModelForCausalLM.from_pretrained(
+        resolve_model_dir(cfg.path),
+        dtype=getattr(torch, cfg.dtype),
+        attn_implementation=attn_implementation,
+    )
+    model.eval().requires_grad_(False)
+    return model
+
+
+def prune_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
+    """Keep only the decoder layers `keep` (in order), renumbering them for the KV cache."""
+    layers = model.model.layers
+    if max(keep) >= len(layers):
+        raise ValueError(
+            f"student.keep_layers={list(keep)} names layer {max(keep)} but the model has "
+            f"{len(layers)} layers (0..{len(layers) - 1}): fix student.keep_layers"
+        )
+    model.model.layers = torch.nn.ModuleList(layers[i] for i in keep)
+    for new_idx, layer in enumerate(model.model.layers):
+        layer.self_attn.layer_idx = new_idx
+    config = model.config
+    if getattr(config, "layer_types", None):
+        config.layer_types = [config.layer_types[i] for i in keep]
+    config.num_hidden_layers = len(keep)
+    return model
+
+
+def pruned_model_dir(source_dir: str, keep: list[int]) -> str:
+    """A cached full-precision folder holding `source_dir` with only the layers `keep`."""
+
+    def build(out: Path) -> None:
+        model = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32)
+        prune_layers(model, keep).save_pretrained(out)
+        AutoTokenizer.from_pretrained(source_dir).save_pretrained(out)
+
+    name = f"pruned-{Path(source_dir).name}-{len(keep)}l-{cache_key(str(Path(source_dir).resolve()), keep)}"
+    return str(build_once(name, build))
+
+
+def quantization_config(cfg: DictConfig) -> BitsAndBytesConfig | None:
+    if cfg.quantization is None:
+        return None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=cfg.quantization,
+        bnb_4bit_use_double_quant=cfg.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, cfg.compute_dtype),
+        bnb_4bit_quant_storage=torch.uint8,
+    )
+
+
+def load_base_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """The student without adapters: pruned to `keep_layers`, quantized when asked."""
+    model_dir = resolve_model_dir(cfg.path)
+    if cfg.keep_layers is not None:
+        model_dir = pruned_model_dir(model_dir, list(cfg.keep_layers))
+    return AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=getattr(torch, cfg.compute_dtype),
+        quantization_config=quantization_config(cfg),
+        attn_implementation=attn_implementation,
+        device_map="cpu" if cfg.quantization else None,
+    )
+
+
+def load_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """The trainable student: base model (4-bit when configured) with fresh LoRA adapters.
+
+    Only LoRA parameters require gradients; the (quantized) base stays frozen.
+    """
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    model = load_base_student(cfg, attn_implementation)
+    if cfg.quantization is not None:
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.gradient_checkpointing
+        )
+    elif cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info(
+        "student: %d trainable of %d parameters (%.2f%%)", trainable, total, 100 * trainable / total
+    )
+    return model

@@ -1,0 +1,66 @@
+"""The pipeline: generate, train and eval in one run directory, ending with a before/after table."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from distill.data.app import run_generate
+from distill.evaluation.harness import evaluate_model
+from distill.evaluation.report import comparison_table
+from distill.runs import update_metrics
+from distill.training.app import build_training, fit
+from distill.training.heldout import heldout_scores
+
+log = logging.getLogger(__name__)
+
+
+def score(
+    model, teacher, tokenizer, val_batches, cfg: DictConfig, run_dir: Path, label: str
+) -> dict[str, Any]:
+    """Held-out CE and agreement plus the benchmark score of one model."""
+    scores = heldout_scores(model, teacher, val_batches)
+    scores.update(evaluate_model(model, tokenizer, cfg.eval, run_dir / "eval", label))
+    log.info("%s: %s", label, {k: v for k, v in scores.items() if isinstance(v, float)})
+    return scores
+
+
+def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the three stages; score the teacher, the student before and the student after."""
+    run_dir = Path(run_dir)
+    run_generate(cfg, run_dir)
+    setup = build_training(cfg, run_dir)
+    module, tokenizer = setup.module, setup.datamodule.tokenizer
+    val_batches = list(setup.datamodule.val_dataloader())
+    rows: dict[str, dict[str, Any]] = {}
+    if module.teacher is not None:
+        rows["teacher"] = score(
+            module.teacher, module.teacher, tokenizer, val_batches, cfg, run_dir, "teacher"
+        )
+    # LoRA's B matrices start at zero, so the untrained student is exactly the base model.
+    rows["student before"] = score(
+        module.student, module.teacher, tokenizer, val_batches, cfg, run_dir, "student_before"
+    )
+    fit(setup, run_dir)
+    rows["student after"] = score(
+        module.student, module.teacher, tokenizer, val_batches, cfg, run_dir, "student_after"
+    )
+    table = comparison_table(rows)
+    (run_dir / "report.md").write_text(f"# distill pipeline: {run_dir.name}\n\n{table}\n")
+    log.info(
+        "results on %d HumanEval problems and %d held-out answer tokens:\n%s",
+        rows["student after"].get("eval/humaneval/num_problems", 0),
+        rows["student after"]["tokens"],
+        table,
+    )
+    flat = {
+        f"pipeline/{row.replace(' ', '_')}/{key}": value
+        for row, scores in rows.items()
+        for key, value in scores.items()
+        if isinstance(value, int | float)
+    }
+    flat.update({k: v for k, v in rows["student after"].items() if k.startswith("eval/")})
+    return update_metrics(run_dir, flat)

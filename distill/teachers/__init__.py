@@ -1,0 +1,5 @@
+"""Teachers: who answers the instructions (text) and, when white-box, gives logits."""
+
+from distill.teachers.base import Answer, Teacher, build_teacher
+
+__all__ = ["Answer", "Teacher", "build_teacher"]

@@ -1,0 +1,1 @@
+"""The DistillationModule, the train stage and its callbacks."""

@@ -1,0 +1,108 @@
+"""`DistillationModule`: wires a student, an optional white-box teacher and a composite loss.
+
+It owns no loss logic: a new objective is a new registered component, never a subclass of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from distill.losses import CompositeLoss, StepOutputs
+from distill.losses.base import masked_mean, next_token_targets
+
+
+class DistillationModule(L.LightningModule):
+    """One distillation step: teacher forward (no grad), student forward, composite loss.
+
+    Args:
+        student: the trainable model (LoRA adapters on a frozen, possibly 4-bit base).
+        teacher: a frozen white-box teacher, or None when the loss needs none.
+        loss: the composite of active components.
+        optimizer: a partial taking the trainable parameters.
+    """
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        loss: CompositeLoss,
+        optimizer: Callable[..., torch.optim.Optimizer],
+    ) -> None:
+        super().__init__()
+        if loss.needs_white_box and teacher is None:
+            raise ValueError("the active losses need a white-box teacher but none was given")
+        self.student, self.loss, self.optimizer_factory = student, loss, optimizer
+        # Kept out of the module tree: the frozen teacher is neither trained nor checkpointed.
+        self._teacher = [teacher] if teacher is not None else []
+
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self._teacher[0] if self._teacher else None
+
+    def forward_outputs(self, batch: dict[str, Tensor], need_teacher: bool) -> StepOutputs:
+        """Run the forward passes that the active components require."""
+        needs = self.loss.requires
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        out = StepOutputs(student_logits=None)  # type: ignore[arg-type]
+        if need_teacher and self.teacher is not None:
+            with torch.no_grad():
+                t = self.teacher(
+                    **inputs,
+                    output_hidden_states="teacher_hidden_states" in needs,
+                    output_attentions="teacher_attentions" in needs,
+                )
+            out.teacher_logits, out.teacher_hidden_states = t.logits, t.hidden_states
+            out.teacher_attentions = t.attentions
+        s = self.student(
+            **inputs,
+            output_hidden_states="hidden_states" in needs,
+            output_attentions="attentions" in needs,
+        )
+        out.student_logits, out.student_hidden_states = s.logits, s.hidden_states
+        out.student_attentions = s.attentions
+        return out
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        out = self.forward_outputs(batch, need_teacher=self.loss.needs_white_box)
+        total, parts = self.loss(out, batch)
+        logs = {"train/loss/total": total}
+        for name, value in parts.items():
+            logs[f"train/loss/{name}"] = value
+            logs[f"train/weight/{name}"] = self.loss.weights[name]
+        self.log_dict(logs, prog_bar=False, batch_size=batch["input_ids"].shape[0])
+        self.log("loss", total, prog_bar=True, logger=False)
+        return total
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        out = self.forward_outputs(batch, need_teacher=self.teacher is not None)
+        total, _ = self.loss(out, batch)
+        metrics = {"val/loss/total": total, **heldout_metrics(out, batch)}
+        self.log_dict(metrics, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return self.optimizer_factory(trainable)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep only trainable weights (adapters, projections), never the frozen base."""
+        keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+
+@torch.no_grad()
+def heldout_metrics(out: StepOutputs, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Cross-entropy on the teacher's answer tokens and, with teacher logits, top-1 agreement."""
+    logits, targets, mask = next_token_targets(out.student_logits, batch["labels"])
+    ce = nn.functional.cross_entropy(
+        logits.float().transpose(1, 2), targets.clamp(min=0), reduction="none"
+    )
+    metrics = {"val/ce": masked_mean(ce, mask)}
+    if out.teacher_logits is not None:
+        agree = logits.argmax(-1) == out.teacher_logits[:, :-1].argmax(-1)
+        metrics["val/top1_agreement"] = masked_mean(agree.float(), mask)
+    return metrics
