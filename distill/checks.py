@@ -20,7 +20,7 @@ def check_data(cfg: DictConfig) -> Iterable[str]:
             problems.append(str(err))
     if d.dataset and cfg.stage == "train" and not Path(d.dataset).exists():
         problems.append(
-            f"data.dataset={d.dataset} does not exist: give a dataset JSONL written by `distill generate`"
+            f"data.dataset={d.dataset} does not exist: give a JSONL from `distill generate`"
         )
     return problems
 
@@ -39,7 +39,7 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
     adapters = cfg.eval.get("adapters")
     if adapters and not (Path(adapters) / "adapter_config.json").exists():
         return [
-            f"eval.adapters={adapters} holds no adapter_config.json: give the `adapters` folder of a train run"
+            f"eval.adapters={adapters} has no adapter_config.json: give a train run's adapters/"
         ]
     return []
 

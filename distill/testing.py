@@ -4,17 +4,21 @@ Plugin authors use these to test their own losses:
 
     teacher, student, tokenizer = tiny_pair()
     batch = fake_batch(tokenizer)
+    check_loss_contract("my_loss")  # raises AssertionError naming what the component breaks
 """
 
 from __future__ import annotations
 
 import string
+from dataclasses import fields
 from pathlib import Path
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from distill.losses import LOSSES, StepOutputs
+from distill.losses.base import STUDENT_OUTPUTS, TEACHER_OUTPUTS
 from distill.models.sources import build_once
 
 TINY_VOCAB = 128
@@ -54,12 +58,18 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_llama(num_layers: int = 2, seed: int = 0) -> LlamaForCausalLM:
-    """A random Llama with hidden size 32 and vocabulary 128, built in memory."""
+def tiny_llama(num_layers: int = 2, seed: int = 0, hidden_size: int = 32) -> LlamaForCausalLM:
+    """A random Llama with vocabulary 128, built in memory.
+
+    Args:
+        num_layers: decoder layers.
+        seed: torch seed for the weights.
+        hidden_size: 32 by default; 4-bit tests need >= 64 (bitsandbytes' CPU block size).
+    """
     config = LlamaConfig(
         vocab_size=TINY_VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -106,3 +116,86 @@ def fake_batch(
     labels = input_ids.masked_fill(attention_mask == 0, -100)
     labels[:, : length // 3] = -100
     return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:  # not `assert`: the check must also hold under `python -O`
+        raise AssertionError(message)
+
+
+def _step_outputs(
+    teacher: LlamaForCausalLM,
+    student: LlamaForCausalLM,
+    batch: dict[str, torch.Tensor],
+    needs: frozenset[str],
+) -> StepOutputs:
+    """The tiny pair's forward passes over `batch`, as `DistillationModule` runs them."""
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        t = teacher(
+            **inputs,
+            output_hidden_states="teacher_hidden_states" in needs,
+            output_attentions="teacher_attentions" in needs,
+        )
+    s = student(
+        **inputs,
+        output_hidden_states="hidden_states" in needs,
+        output_attentions="attentions" in needs,
+    )
+    return StepOutputs(
+        s.logits, t.logits, s.hidden_states, t.hidden_states, s.attentions, t.attentions
+    )
+
+
+def _to_bf16(value):
+    """bf16 copies of a tensor or a tuple of tensors (None stays None), keeping the graph."""
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return tuple(v.to(torch.bfloat16) for v in value)
+    return value.to(torch.bfloat16)
+
+
+def check_loss_contract(name: str, **kwargs) -> torch.Tensor:
+    """Check that the registered loss `name` keeps the component contract, on the tiny pair.
+
+    The component is built with `kwargs` (its defaults when none are given) and run on the
+    `StepOutputs` of the tiny teacher and student over `fake_batch`, handed over in bfloat16 as
+    under bf16 training. It must declare only known `requires`, return a finite 0-d fp32 tensor
+    whose backward reaches the student's parameters, and stay finite when no token is scored.
+
+    Args:
+        name: a name in `distill.losses.LOSSES`.
+        **kwargs: constructor arguments of the component.
+
+    Returns:
+        The loss value, a 0-d fp32 tensor.
+
+    Raises:
+        AssertionError: naming the broken part of the contract.
+    """
+    loss = LOSSES.build(name, **kwargs)
+    unknown = set(loss.requires) - STUDENT_OUTPUTS - TEACHER_OUTPUTS
+    allowed = ", ".join(sorted(STUDENT_OUTPUTS | TEACHER_OUTPUTS))
+    _check(not unknown, f"loss '{name}': requires {sorted(unknown)}, not among {allowed}")
+    teacher, student, tokenizer = tiny_pair()
+    if {"attentions", "teacher_attentions"} & loss.requires:
+        for model in (teacher, student):
+            model.set_attn_implementation("eager")  # SDPA returns no attention maps
+    student.train()
+    batch = fake_batch(tokenizer)
+    out = _step_outputs(teacher, student, batch, loss.requires)
+    for f in fields(out):
+        setattr(out, f.name, _to_bf16(getattr(out, f.name)))
+    value = loss(out, batch)
+    _check(isinstance(value, torch.Tensor), f"loss '{name}' returned {type(value).__name__}")
+    _check(value.dim() == 0, f"loss '{name}' returned shape {tuple(value.shape)}, not a scalar")
+    _check(value.dtype == torch.float32, f"loss '{name}' returned {value.dtype}: upcast to fp32")
+    _check(bool(torch.isfinite(value)), f"loss '{name}' returned {value.item()}")
+    value.backward()
+    reached = [p for p in student.parameters() if p.grad is not None and p.grad.abs().sum() > 0]
+    _check(bool(reached), f"loss '{name}': backward reached no student parameter")
+    empty = dict(batch, labels=torch.full_like(batch["labels"], -100))
+    nothing = loss(out, empty)
+    _check(bool(torch.isfinite(nothing)), f"loss '{name}' is {nothing.item()} with no token scored")
+    return value.detach()

@@ -14,11 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from distill.config import UserError
+
 log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("id", "messages", "response")
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset file that cannot be read as records."""
 
 

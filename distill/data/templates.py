@@ -1,8 +1,8 @@
 """Instruction templates: (language x task kind x difficulty) prompts, sampled to exact quotas.
 
 This is the first, Python-only set: function specs seeded by topic, rendered as one of several task
-kinds. A mixture is a weight per axis; `sample_instructions` turns weights into exact counts (largest
-remainder), so a run of N examples hits the asked mixture, deterministically for a seed.
+kinds. A mixture is a weight per axis; `sample_instructions` turns weights into exact counts
+(largest remainder), so a run of N examples hits the asked mixture, deterministically for a seed.
 """
 
 from __future__ import annotations

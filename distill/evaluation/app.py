@@ -1,4 +1,4 @@
-"""The eval stage: load the model to score (student + adapters, or the teacher) and run the harness."""
+"""The eval stage: load the model to score (student + adapters, or teacher), run the harness."""
 
 from __future__ import annotations
 

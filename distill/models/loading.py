@@ -15,6 +15,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from distill.config import ConfigError
 from distill.models.sources import build_once, cache_key, resolve_model_dir
 
 log = logging.getLogger(__name__)
@@ -48,9 +49,11 @@ def prune_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
     """Keep only the decoder layers `keep` (in order), renumbering them for the KV cache."""
     layers = model.model.layers
     if max(keep) >= len(layers):
-        raise ValueError(
-            f"student.keep_layers={list(keep)} names layer {max(keep)} but the model has "
-            f"{len(layers)} layers (0..{len(layers) - 1}): fix student.keep_layers"
+        raise ConfigError(
+            [
+                f"student.keep_layers={list(keep)} names layer {max(keep)} but the model has "
+                f"{len(layers)} layers (0..{len(layers) - 1}): fix student.keep_layers"
+            ]
         )
     model.model.layers = torch.nn.ModuleList(layers[i] for i in keep)
     for new_idx, layer in enumerate(model.model.layers):
@@ -70,7 +73,8 @@ def pruned_model_dir(source_dir: str, keep: list[int]) -> str:
         prune_layers(model, keep).save_pretrained(out)
         AutoTokenizer.from_pretrained(source_dir).save_pretrained(out)
 
-    name = f"pruned-{Path(source_dir).name}-{len(keep)}l-{cache_key(str(Path(source_dir).resolve()), keep)}"
+    key = cache_key(str(Path(source_dir).resolve()), keep)
+    name = f"pruned-{Path(source_dir).name}-{len(keep)}l-{key}"
     return str(build_once(name, build))
 
 

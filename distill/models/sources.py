@@ -1,7 +1,7 @@
 """Turn a model spec (`embedded:<name>`, `tiny:<role>`, a folder or a hub id) into a local folder.
 
 Derived models (the GGUF conversion, tiny random models) are built once into the cache and reused;
-each is written to a temporary folder and renamed, so an interrupted build never leaves half a model.
+each is written to a temporary folder and renamed, so an interrupted build leaves no half model.
 """
 
 from __future__ import annotations

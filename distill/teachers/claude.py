@@ -1,8 +1,8 @@
 """Claude as a text teacher through the official `anthropic` SDK's async client.
 
-This is the foundation version: bounded concurrency, the SDK's own retries, usage and cost per answer,
-and answers yielded as they complete so the caller stores each one at once. Rate limiting, batches,
-prompt caching and the budget cap build on this.
+This is the foundation version: bounded concurrency, the SDK's own retries, usage and cost per
+answer, and answers yielded as they complete so the caller stores each one at once. Rate
+limiting, batches, prompt caching and the budget cap build on this.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class HFTeacher:
         order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
         batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
         for batch in tqdm(batches, desc=f"teacher {self.name}", unit="batch"):
-            yield from zip(batch, self._generate([prompts[i] for i in batch]))
+            yield from zip(batch, self._generate([prompts[i] for i in batch]), strict=True)
 
     @torch.inference_mode()
     def _generate(self, prompts: list[str]) -> list[Answer]:
@@ -86,7 +86,7 @@ class HFTeacher:
         )
         new = out[:, enc.input_ids.shape[1] :]
         answers = []
-        for row, mask in zip(new, enc.attention_mask):
+        for row, mask in zip(new, enc.attention_mask, strict=True):
             completion = int((row != tok.pad_token_id).sum())
             text = tok.decode(row, skip_special_tokens=True).strip()
             answers.append(

@@ -1,4 +1,4 @@
-"""Held-out scores of any model against the teacher's answers: token-weighted CE and top-1 agreement."""
+"""Held-out scores of a model on the teacher's answers: token-weighted CE and top-1 agreement."""
 
 from __future__ import annotations
 

@@ -67,6 +67,11 @@ class DistillationModule(L.LightningModule):
         out.student_attentions = s.attentions
         return out
 
+    def on_fit_start(self) -> None:
+        # from_pretrained returns eval mode and Lightning keeps the mode it is given: without this,
+        # LoRA dropout and gradient checkpointing (both gated on `training`) would stay off.
+        self.student.train()
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.forward_outputs(batch, need_teacher=self.loss.needs_white_box)
         total, parts = self.loss(out, batch)

