@@ -189,7 +189,7 @@ class HardwareConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation; the optimizer is a third-party object built with `_target_`/`_partial_`."""
+    """Optimisation; optimizer and scheduler are third-party partials (`_target_`, `_partial_`)."""
 
     max_steps: int = 60
     val_every_n_steps: int = 20
@@ -198,6 +198,8 @@ class TrainConfig:
     optimizer: Any = field(
         default_factory=lambda: {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 3e-4}
     )
+    # A partial taking the optimizer, stepped every optimizer step; null for a constant rate.
+    scheduler: Any = None
 
     def __post_init__(self) -> None:
         _require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be > 0")

@@ -109,7 +109,7 @@ def fake_batch(
     """A padded batch in the DataModule's format: the first third of each row is prompt (-100)."""
     gen = torch.Generator().manual_seed(seed)
     input_ids = torch.randint(
-        len(tokenizer.all_special_tokens), TINY_VOCAB - 30, (batch_size, length), generator=gen
+        len(SPECIAL_TOKENS), TINY_VOCAB - 30, (batch_size, length), generator=gen
     )
     attention_mask = torch.ones_like(input_ids)
     attention_mask[-1, -length // 4 :] = 0  # right padding on the last row

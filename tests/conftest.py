@@ -13,10 +13,14 @@ import pytest
 # never the user's; subprocesses inherit it.
 os.environ.setdefault("DISTILL_CACHE", tempfile.mkdtemp(prefix="distill-test-cache-"))
 os.environ.setdefault("WANDB_MODE", "offline")
+# Tiny models gain nothing from a second thread and lose much to thread sync on a busy machine.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from distill.config import register_configs  # noqa: E402
 from distill.testing import fake_batch, tiny_pair  # noqa: E402

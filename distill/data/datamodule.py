@@ -15,9 +15,9 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from distill.data.store import DatasetError, read_records
-from distill.losses import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
+IGNORE_INDEX = -100  # PyTorch's and Hugging Face's label for "not scored"; the losses use the same
 
 
 def is_validation(record_id: str, val_fraction: float) -> bool:

@@ -93,6 +93,14 @@ class DatasetStore:
         if data.endswith(b"\n"):
             return
         cut = data.rfind(b"\n") + 1
+        try:  # a complete record that only lacks its newline (another tool wrote it) is kept
+            json.loads(data[cut:])
+        except ValueError:
+            pass
+        else:
+            with open(self.path, "ab") as f:
+                f.write(b"\n")
+            return
         with open(self.path.with_suffix(self.path.suffix + ".torn"), "ab") as f:
             f.write(data[cut:] + b"\n")
         with open(self.path, "r+b") as f:

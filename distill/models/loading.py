@@ -19,6 +19,8 @@ from distill.config import ConfigError
 from distill.models.sources import build_once, cache_key, resolve_model_dir
 
 log = logging.getLogger(__name__)
+# Non-reentrant checkpointing: the form PyTorch recommends, and it works with frozen inputs.
+CHECKPOINTING = {"use_reentrant": False}
 
 
 def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
@@ -114,10 +116,12 @@ def load_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrain
     model = load_base_student(cfg, attn_implementation)
     if cfg.quantization is not None:
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.gradient_checkpointing
+            model,
+            use_gradient_checkpointing=cfg.gradient_checkpointing,
+            gradient_checkpointing_kwargs=CHECKPOINTING,
         )
     elif cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=CHECKPOINTING)
     lora = LoraConfig(
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,

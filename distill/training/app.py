@@ -60,7 +60,8 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
     # A white-box teacher is loaded even for `loss=ce`: it scores held-out top-1 agreement.
     teacher = load_teacher(cfg.teacher, attn) if cfg.teacher.kind == "hf" else None
     student = load_student(cfg.student, attn)
-    module = DistillationModule(student, teacher, loss, instantiate(cfg.train.optimizer))
+    scheduler = instantiate(cfg.train.scheduler) if cfg.train.scheduler else None
+    module = DistillationModule(student, teacher, loss, instantiate(cfg.train.optimizer), scheduler)
     history = LossHistory()
     trainer = L.Trainer(
         **trainer_kwargs(cfg.hardware),

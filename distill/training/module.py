@@ -24,6 +24,7 @@ class DistillationModule(L.LightningModule):
         teacher: a frozen white-box teacher, or None when the loss needs none.
         loss: the composite of active components.
         optimizer: a partial taking the trainable parameters.
+        scheduler: a partial taking the optimizer, stepped once per optimizer step; or None.
     """
 
     def __init__(
@@ -32,11 +33,13 @@ class DistillationModule(L.LightningModule):
         teacher: nn.Module | None,
         loss: CompositeLoss,
         optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
     ) -> None:
         super().__init__()
         if loss.needs_white_box and teacher is None:
             raise ValueError("the active losses need a white-box teacher but none was given")
-        self.student, self.loss, self.optimizer_factory = student, loss, optimizer
+        self.student, self.loss = student, loss
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # Kept out of the module tree: the frozen teacher is neither trained nor checkpointed.
         self._teacher = [teacher] if teacher is not None else []
 
@@ -71,6 +74,8 @@ class DistillationModule(L.LightningModule):
         # from_pretrained returns eval mode and Lightning keeps the mode it is given: without this,
         # LoRA dropout and gradient checkpointing (both gated on `training`) would stay off.
         self.student.train()
+        if self.teacher is not None:  # outside the module tree, so Lightning does not move it
+            self.teacher.to(self.device)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         out = self.forward_outputs(batch, need_teacher=self.loss.needs_white_box)
@@ -89,9 +94,13 @@ class DistillationModule(L.LightningModule):
         metrics = {"val/loss/total": total, **heldout_metrics(out, batch)}
         self.log_dict(metrics, prog_bar=True, batch_size=batch["input_ids"].shape[0])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> Any:
         trainable = [p for p in self.parameters() if p.requires_grad]
-        return self.optimizer_factory(trainable)
+        optimizer = self.optimizer_factory(trainable)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trainable weights (adapters, projections), never the frozen base."""

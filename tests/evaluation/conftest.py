@@ -2,58 +2,21 @@
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 
 import pytest
-import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
-SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from distill.testing import tiny_llama as build_tiny_llama
+from distill.testing import tiny_tokenizer
 
 
 def build_char_tokenizer(pad: bool = True) -> PreTrainedTokenizerFast:
-    """Character-level tokenizer over printable ASCII with a ChatML template."""
-    chars = [c for c in string.printable if c not in "\r\x0b\x0c"]
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + chars)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    backend.decoder = decoders.Fuse()
-    backend.add_special_tokens(SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=backend,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="<|im_end|>",
-        pad_token="<pad>" if pad else None,
-        additional_special_tokens=["<|im_start|>", "</s>"],
-        chat_template=CHATML_TEMPLATE,
-    )
-
-
-def build_tiny_llama(vocab_size: int, hidden_size: int = 32, seed: int = 0) -> LlamaForCausalLM:
-    """A 2-layer random Llama (hidden size 32 unless given)."""
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=1,
-        eos_token_id=5,
-        pad_token_id=3,
-    )
-    return LlamaForCausalLM(config)
+    """The shared character-level test tokenizer, optionally without a pad token."""
+    tokenizer = tiny_tokenizer()
+    if not pad:
+        tokenizer.pad_token = None
+    return tokenizer
 
 
 @dataclass
@@ -79,5 +42,5 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(char_tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
-    return build_tiny_llama(len(char_tokenizer))
+def tiny_llama() -> LlamaForCausalLM:
+    return build_tiny_llama()

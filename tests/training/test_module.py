@@ -1,0 +1,114 @@
+"""`DistillationModule` under a real Lightning Trainer, and the held-out scores."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import lightning as L
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from torch.utils.data import DataLoader
+
+from distill.losses import build_loss
+from distill.testing import fake_batch, tiny_llama, tiny_tokenizer
+from distill.training.heldout import heldout_scores
+from distill.training.module import DistillationModule
+
+
+@pytest.fixture
+def parts():
+    teacher, tokenizer = tiny_llama(4, seed=1), tiny_tokenizer()
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    student = get_peft_model(tiny_llama(2, seed=2), lora)
+    batches = [fake_batch(tokenizer, seed=s) for s in range(3)]
+    return teacher.requires_grad_(False), student, batches
+
+
+def make_module(student, teacher):
+    loss = build_loss({"ce": {"weight": 0.5}, "kl": {"weight": 0.5}})
+    return DistillationModule(student, teacher, loss, partial(torch.optim.AdamW, lr=1e-2))
+
+
+def snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+class ModeProbe(L.Callback):
+    """Records which student modules are in eval mode when a training batch starts."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.eval_modules = [n for n, m in pl_module.student.named_modules() if not m.training]
+        self.teacher_training = pl_module.teacher.training
+
+
+def test_one_step_trains_lora_only(parts):
+    teacher, student, batches = parts
+    module = make_module(student, teacher)
+    before_student, before_teacher = snapshot(student), snapshot(teacher)
+    probe = ModeProbe()
+    trainer = L.Trainer(
+        fast_dev_run=True,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+    )
+    loader = DataLoader(batches, batch_size=None)
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    # from_pretrained (like tiny_llama) returns eval mode; training must not keep LoRA dropout
+    # and gradient checkpointing switched off, nor switch the teacher to train mode.
+    assert probe.eval_modules == [] and probe.teacher_training is False
+    after = snapshot(student)
+    changed = {n for n in after if not torch.equal(after[n], before_student[n])}
+    assert any("lora_B" in n for n in changed)
+    assert changed and all("lora_" in n for n in changed)
+    assert all(torch.equal(p, before_teacher[n]) for n, p in snapshot(teacher).items())
+    metrics = trainer.callback_metrics
+    for key in ("train/loss/total", "train/loss/ce", "train/loss/kl", "train/weight/kl"):
+        assert torch.isfinite(metrics[key]), key
+    total = 0.5 * metrics["train/loss/ce"] + 0.5 * metrics["train/loss/kl"]
+    assert metrics["train/loss/total"].item() == pytest.approx(total.item(), rel=1e-5)
+    assert 0 <= metrics["val/top1_agreement"].item() <= 1 and metrics["val/ce"] > 0
+
+
+def test_checkpoint_keeps_only_trainable_weights(parts):
+    teacher, student, _ = parts
+    module = make_module(student, teacher)
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    trainable = {n for n, p in module.named_parameters() if p.requires_grad}
+    assert set(checkpoint["state_dict"]) == trainable
+    assert trainable and all("lora_" in k for k in trainable)
+    assert len(module.state_dict()) > len(trainable)  # the frozen base was there to drop
+
+
+def test_white_box_loss_without_a_teacher_raises(parts):
+    _, student, _ = parts
+    with pytest.raises(ValueError, match="need a white-box teacher"):
+        make_module(student, None)
+    ce_only = build_loss({"ce": {"weight": 1.0}})
+    assert DistillationModule(student, None, ce_only, torch.optim.AdamW).teacher is None
+
+
+def test_heldout_scores_against_itself(parts):
+    teacher, _, batches = parts
+    scores = heldout_scores(teacher, teacher, batches)
+    assert scores["top1_agreement"] == 1.0
+    ce_sum, tokens = 0.0, 0
+    with torch.no_grad():
+        for batch in batches:
+            logp = torch.log_softmax(
+                teacher(
+                    input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                ).logits.double(),
+                dim=-1,
+            )
+            for b, t in (batch["labels"][:, 1:] != -100).nonzero().tolist():
+                ce_sum -= logp[b, t, batch["labels"][b, t + 1]].item()
+                tokens += 1
+    assert scores["tokens"] == tokens
+    assert scores["ce"] == pytest.approx(ce_sum / tokens, rel=1e-5)
+    assert "top1_agreement" not in heldout_scores(teacher, None, batches)
