@@ -106,6 +106,20 @@ def load_base_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> Pre
     )
 
 
+def keep_4bit_layers_trainable(model: PreTrainedModel) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference.
+
+    On CPUs with AVX512-BF16, bitsandbytes (0.50) repacks a `Linear4bit` weight the first time the
+    layer runs in eval mode without gradients, and from then on multiplies through a kernel with no
+    backward: gradients stop flowing through every 4-bit layer, so LoRA adapters below the last
+    layers silently stop learning after the first validation or evaluation pass. A trainable
+    student keeps the autograd path.
+    """
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+
+
 def load_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrainedModel:
     """The trainable student: base model (4-bit when configured) with fresh LoRA adapters.
 
@@ -129,6 +143,7 @@ def load_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrain
         target_modules=list(cfg.lora.target_modules),
         task_type="CAUSAL_LM",
     )
+    keep_4bit_layers_trainable(model)
     model = get_peft_model(model, lora)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())

@@ -137,3 +137,31 @@ def test_eval_scores_a_trained_run(pipeline_run, tmp_path):
     assert metrics["eval/humaneval/num_problems"] == 3
     assert 0.0 <= metrics["eval/humaneval/pass@1"] <= 1.0
     assert (tmp_path / "eval/student_results.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_pipeline_on_the_embedded_default(tmp_path):
+    """The real default pair (GGUF conversion, pruned 4-bit student, LoRA) at a tiny budget."""
+    run_dir = tmp_path / "run"
+    out = run(
+        [
+            "pipeline",
+            f"hydra.run.dir={run_dir}",
+            "data.num_examples=12",
+            "data.val_fraction=0.3",
+            "teacher.max_new_tokens=48",
+            "train.max_steps=3",
+            "train.val_every_n_steps=3",
+            "eval.limit=2",
+            "eval.max_new_tokens=48",
+        ],
+        tmp_path,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["generate/records"] == 12 and metrics["generate/with_code"] > 0
+    before, after = metrics["pipeline/student_before/ce"], metrics["pipeline/student_after/ce"]
+    assert metrics["pipeline/teacher/ce"] < before  # the pruned 4-bit student starts behind
+    assert after < before  # three steps of distillation already pull it toward the teacher
+    assert (run_dir / "adapters/adapter_model.safetensors").is_file()

@@ -163,3 +163,35 @@ def test_embedded_default_converts_once_and_answers(monkeypatch):
     start = time.perf_counter()
     assert embedded.embedded_model_dir() == folder
     assert time.perf_counter() - start < min(1.0, converted_in / 10)
+
+
+def test_4bit_student_still_learns_after_an_inference_pass(tmp_path):
+    """bitsandbytes repacks 4-bit weights for CPU inference after an eval-mode no-grad forward and
+    then multiplies without a backward; the student must keep its gradients flowing regardless."""
+    tiny_llama(2, hidden_size=64).save_pretrained(tmp_path / "base")
+    tiny_tokenizer().save_pretrained(tmp_path / "base")
+    student = load_student(
+        OmegaConf.create(
+            {
+                "path": str(tmp_path / "base"),
+                "keep_layers": None,
+                "quantization": "nf4",
+                "double_quant": True,
+                "compute_dtype": "float32",
+                "gradient_checkpointing": False,
+                "lora": {
+                    "r": 4,
+                    "alpha": 8,
+                    "dropout": 0.0,
+                    "target_modules": ["q_proj", "v_proj"],
+                },
+            }
+        )
+    )
+    batch = fake_batch(tiny_tokenizer())
+    with torch.inference_mode():
+        student.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    student.train()(**batch).loss.backward()
+    lora_b = {n: p.grad for n, p in student.named_parameters() if "lora_B" in n}
+    assert len(lora_b) == 4
+    assert all(g is not None and g.abs().sum() > 0 for g in lora_b.values()), lora_b.keys()
