@@ -17,7 +17,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from distill.losses import LOSSES, StepOutputs
+from distill.losses import LOSSES
 from distill.losses.base import STUDENT_OUTPUTS, TEACHER_OUTPUTS
 from distill.models.sources import build_once
 
@@ -123,30 +123,6 @@ def _check(ok: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def _step_outputs(
-    teacher: LlamaForCausalLM,
-    student: LlamaForCausalLM,
-    batch: dict[str, torch.Tensor],
-    needs: frozenset[str],
-) -> StepOutputs:
-    """The tiny pair's forward passes over `batch`, as `DistillationModule` runs them."""
-    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    with torch.no_grad():
-        t = teacher(
-            **inputs,
-            output_hidden_states="teacher_hidden_states" in needs,
-            output_attentions="teacher_attentions" in needs,
-        )
-    s = student(
-        **inputs,
-        output_hidden_states="hidden_states" in needs,
-        output_attentions="attentions" in needs,
-    )
-    return StepOutputs(
-        s.logits, t.logits, s.hidden_states, t.hidden_states, s.attentions, t.attentions
-    )
-
-
 def _to_bf16(value):
     """bf16 copies of a tensor or a tuple of tensors (None stays None), keeping the graph."""
     if value is None:
@@ -174,6 +150,8 @@ def check_loss_contract(name: str, **kwargs) -> torch.Tensor:
     Raises:
         AssertionError: naming the broken part of the contract.
     """
+    from distill.training.module import step_outputs
+
     loss = LOSSES.build(name, **kwargs)
     unknown = set(loss.requires) - STUDENT_OUTPUTS - TEACHER_OUTPUTS
     allowed = ", ".join(sorted(STUDENT_OUTPUTS | TEACHER_OUTPUTS))
@@ -184,7 +162,7 @@ def check_loss_contract(name: str, **kwargs) -> torch.Tensor:
             model.set_attn_implementation("eager")  # SDPA returns no attention maps
     student.train()
     batch = fake_batch(tokenizer)
-    out = _step_outputs(teacher, student, batch, loss.requires)
+    out = step_outputs(student, teacher, batch, loss.requires)
     for f in fields(out):
         setattr(out, f.name, _to_bf16(getattr(out, f.name)))
     value = loss(out, batch)

@@ -49,26 +49,8 @@ class DistillationModule(L.LightningModule):
 
     def forward_outputs(self, batch: dict[str, Tensor], need_teacher: bool) -> StepOutputs:
         """Run the forward passes that the active components require."""
-        needs = self.loss.requires
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        out = StepOutputs(student_logits=None)  # type: ignore[arg-type]
-        if need_teacher and self.teacher is not None:
-            with torch.no_grad():
-                t = self.teacher(
-                    **inputs,
-                    output_hidden_states="teacher_hidden_states" in needs,
-                    output_attentions="teacher_attentions" in needs,
-                )
-            out.teacher_logits, out.teacher_hidden_states = t.logits, t.hidden_states
-            out.teacher_attentions = t.attentions
-        s = self.student(
-            **inputs,
-            output_hidden_states="hidden_states" in needs,
-            output_attentions="attentions" in needs,
-        )
-        out.student_logits, out.student_hidden_states = s.logits, s.hidden_states
-        out.student_attentions = s.attentions
-        return out
+        teacher = self.teacher if need_teacher else None
+        return step_outputs(self.student, teacher, batch, self.loss.requires)
 
     def on_fit_start(self) -> None:
         # from_pretrained returns eval mode and Lightning keeps the mode it is given: without this,
@@ -106,6 +88,38 @@ class DistillationModule(L.LightningModule):
         """Keep only trainable weights (adapters, projections), never the frozen base."""
         keep = {n for n, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+
+def step_outputs(
+    student: nn.Module, teacher: nn.Module | None, batch: dict[str, Tensor], needs: frozenset[str]
+) -> StepOutputs:
+    """Teacher forward (no grad, when given) and student forward, asking only for `needs`.
+
+    Args:
+        student: the model being trained.
+        teacher: the frozen white-box teacher, or None.
+        batch: `input_ids` and `attention_mask` of shape (B, T).
+        needs: the union of the active components' `requires`.
+    """
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    out = StepOutputs(student_logits=None)  # type: ignore[arg-type]
+    if teacher is not None:
+        with torch.no_grad():
+            t = teacher(
+                **inputs,
+                output_hidden_states="teacher_hidden_states" in needs,
+                output_attentions="teacher_attentions" in needs,
+            )
+        out.teacher_logits, out.teacher_hidden_states = t.logits, t.hidden_states
+        out.teacher_attentions = t.attentions
+    s = student(
+        **inputs,
+        output_hidden_states="hidden_states" in needs,
+        output_attentions="attentions" in needs,
+    )
+    out.student_logits, out.student_hidden_states = s.logits, s.hidden_states
+    out.student_attentions = s.attentions
+    return out
 
 
 @torch.no_grad()
