@@ -137,7 +137,10 @@ class DistillDataModule(L.LightningDataModule):
         if self.train_set:
             return
         if not self.path.exists():
-            raise DatasetError(f"dataset {self.path} does not exist: run `distill generate` first")
+            raise DatasetError(
+                f"dataset {self.path} does not exist: pass data.dataset=<a dataset.jsonl from "
+                "`distill generate`>, or run `distill pipeline`, which generates it first"
+            )
         records = list(read_records(self.path))
         encoded = [encode(r, self.tokenizer, self.max_length) for r in records]
         dropped = sum(e is None for e in encoded)

@@ -299,7 +299,7 @@ def test_datamodule_split_is_stable_by_id(tmp_path, tokenizer):
 
 def test_datamodule_errors_say_what_to_do(tmp_path, tokenizer):
     missing = DistillDataModule(tmp_path / "none.jsonl", tokenizer)
-    with pytest.raises(DatasetError, match=r"does not exist: run `distill generate` first"):
+    with pytest.raises(DatasetError, match=r"does not exist: pass data.dataset="):
         missing.setup("fit")
     path = tmp_path / "data.jsonl"
     write_jsonl(path, [record(i) for i in range(10)])
