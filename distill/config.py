@@ -37,9 +37,19 @@ class ConfigError(UserError, ValueError):
         super().__init__(f"{len(problems)} problem(s) in the config:\n{lines}")
 
 
-def _require(ok: bool, message: str) -> None:
-    if not ok:
-        raise ValueError(message)
+class _Checks:
+    """Collects a dataclass's failed range checks so that one ValueError names them all."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def require(self, ok: bool, message: str) -> None:
+        if not ok:
+            self.problems.append(message)
+
+    def done(self) -> None:
+        if self.problems:
+            raise ValueError("\n".join(self.problems))
 
 
 @dataclass
@@ -62,18 +72,22 @@ class TeacherConfig:
     max_concurrency: int = 8
 
     def __post_init__(self) -> None:
-        _require(
+        check = _Checks()
+        check.require(
             self.kind in TEACHER_KINDS, f"teacher.kind={self.kind!r}: use one of {TEACHER_KINDS}"
         )
-        _require(self.max_new_tokens > 0, "teacher.max_new_tokens must be > 0")
-        _require(self.batch_size > 0, "teacher.batch_size must be > 0")
-        _require(self.dtype in DTYPES, f"teacher.dtype={self.dtype!r}: use one of {DTYPES}")
+        check.require(self.max_new_tokens > 0, "teacher.max_new_tokens must be > 0")
+        check.require(self.batch_size > 0, "teacher.batch_size must be > 0")
+        check.require(self.dtype in DTYPES, f"teacher.dtype={self.dtype!r}: use one of {DTYPES}")
         if self.kind == "hf":
-            _require(bool(self.path), "teacher.path is empty: set teacher.path=<folder or hub id>")
+            check.require(
+                bool(self.path), "teacher.path is empty: set teacher.path=<folder or hub id>"
+            )
         else:
-            _require(
+            check.require(
                 bool(self.model), "teacher.model is empty: set teacher.model=<Claude model id>"
             )
+        check.done()
 
     @property
     def white_box(self) -> bool:
@@ -99,9 +113,11 @@ class LoraSettings:
     )
 
     def __post_init__(self) -> None:
-        _require(self.r > 0, f"student.lora.r={self.r}: must be > 0")
-        _require(0.0 <= self.dropout < 1.0, f"student.lora.dropout={self.dropout}: use [0, 1)")
-        _require(bool(self.target_modules), "student.lora.target_modules is empty")
+        check = _Checks()
+        check.require(self.r > 0, f"student.lora.r={self.r}: must be > 0")
+        check.require(0.0 <= self.dropout < 1.0, f"student.lora.dropout={self.dropout}: use [0, 1)")
+        check.require(bool(self.target_modules), "student.lora.target_modules is empty")
+        check.done()
 
 
 @dataclass
@@ -118,20 +134,24 @@ class StudentConfig:
     gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
+        check = _Checks()
         if self.quantization is not None:
-            _require(
+            check.require(
                 self.quantization in QUANTIZATIONS,
                 f"student.quantization={self.quantization!r}: use one of {QUANTIZATIONS} or null",
             )
-        _require(self.compute_dtype in DTYPES, f"student.compute_dtype: use one of {DTYPES}")
+        check.require(self.compute_dtype in DTYPES, f"student.compute_dtype: use one of {DTYPES}")
         if self.keep_layers is not None:
             layers = list(self.keep_layers)
-            _require(len(layers) > 0, "student.keep_layers is empty: list layer indices or null")
-            _require(min(layers) >= 0, f"student.keep_layers={layers}: indices must be >= 0")
-            _require(
+            check.require(
+                len(layers) > 0, "student.keep_layers is empty: list layer indices or null"
+            )
+            check.require(min(layers) >= 0, f"student.keep_layers={layers}: indices must be >= 0")
+            check.require(
                 len(set(layers)) == len(layers) and layers == sorted(layers),
                 f"student.keep_layers={layers}: indices must be increasing and unique",
             )
+        check.done()
 
 
 @dataclass
@@ -150,19 +170,21 @@ class DataConfig:
     num_workers: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.num_examples > 0, "data.num_examples must be > 0")
-        _require(
+        check = _Checks()
+        check.require(self.num_examples > 0, "data.num_examples must be > 0")
+        check.require(
             0.0 < self.val_fraction < 1.0, f"data.val_fraction={self.val_fraction}: use (0, 1)"
         )
-        _require(self.max_length >= 16, f"data.max_length={self.max_length}: must be >= 16")
-        _require(self.batch_size > 0, "data.batch_size must be > 0")
+        check.require(self.max_length >= 16, f"data.max_length={self.max_length}: must be >= 16")
+        check.require(self.batch_size > 0, "data.batch_size must be > 0")
         for axis in ("languages", "task_kinds", "difficulties"):
             weights = getattr(self, axis)
-            _require(bool(weights), f"data.{axis} is empty: give at least one weight")
-            _require(
+            check.require(bool(weights), f"data.{axis} is empty: give at least one weight")
+            check.require(
                 all(w >= 0 for w in weights.values()) and sum(weights.values()) > 0,
                 f"data.{axis}={dict(weights)}: weights must be >= 0 with a positive sum",
             )
+        check.done()
 
 
 @dataclass
@@ -184,7 +206,11 @@ class HardwareConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        _require(self.accumulate_grad_batches >= 1, "hardware.accumulate_grad_batches must be >= 1")
+        check = _Checks()
+        check.require(
+            self.accumulate_grad_batches >= 1, "hardware.accumulate_grad_batches must be >= 1"
+        )
+        check.done()
 
 
 @dataclass
@@ -202,8 +228,10 @@ class TrainConfig:
     scheduler: Any = None
 
     def __post_init__(self) -> None:
-        _require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be > 0")
-        _require(self.val_every_n_steps > 0, "train.val_every_n_steps must be > 0")
+        check = _Checks()
+        check.require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be > 0")
+        check.require(self.val_every_n_steps > 0, "train.val_every_n_steps must be > 0")
+        check.done()
 
 
 @dataclass
@@ -225,22 +253,31 @@ class EvalConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        _require(
-            self.benchmark == "humaneval", f"eval.benchmark={self.benchmark!r}: use 'humaneval'"
+        check = _Checks()
+        check.require(
+            self.benchmark == "humaneval",
+            f"eval.benchmark={self.benchmark!r} is not supported; allowed: humaneval",
         )
-        _require(
+        check.require(
             self.model in ("student", "teacher"),
             f"eval.model={self.model!r}: use 'student' (with eval.adapters) or 'teacher'",
         )
-        _require(self.limit is None or self.limit > 0, "eval.limit must be > 0 or null (all)")
-        _require(
+        check.require(self.limit is None or self.limit > 0, "eval.limit must be > 0 or null (all)")
+        check.require(
             self.prompt_format in PROMPT_FORMATS,
-            f"eval.prompt_format={self.prompt_format!r}: use one of {PROMPT_FORMATS}",
+            f"eval.prompt_format={self.prompt_format!r}; allowed: {', '.join(PROMPT_FORMATS)}",
         )
-        _require(self.num_samples >= 1, "eval.num_samples must be >= 1")
+        check.require(self.num_samples >= 1, "eval.num_samples must be >= 1")
         bad_k = [k for k in self.k if not 1 <= k <= self.num_samples]
-        _require(not bad_k, f"eval.k={list(self.k)}: each k must be in [1, eval.num_samples]")
-        _require(self.timeout_s > 0, "eval.timeout_s must be > 0")
+        check.require(not bad_k, f"eval.k={list(self.k)}: each k must be in [1, eval.num_samples]")
+        check.require(self.timeout_s > 0, "eval.timeout_s must be > 0")
+        for key in ("max_new_tokens", "batch_size", "workers"):
+            value = getattr(self, key)
+            check.require(value >= 1, f"eval.{key}={value}: must be a positive integer")
+        if self.num_samples > 1:
+            check.require(self.temperature > 0, "eval.temperature must be > 0 when sampling")
+            check.require(0 < self.top_p <= 1, f"eval.top_p={self.top_p}: use (0, 1]")
+        check.done()
 
 
 @dataclass
@@ -282,7 +319,9 @@ def validate(cfg: DictConfig, *checks: Check) -> None:
     for group in VALUE_GROUPS:
         try:
             OmegaConf.to_object(cfg[group])  # runs every __post_init__ of the group
-        except Exception as err:  # noqa: BLE001 - each becomes one reported problem
+        except ValueError as err:  # the group's range checks, one per line
+            problems += str(err).splitlines()
+        except Exception as err:  # noqa: BLE001 - a type or missing-value error from OmegaConf
             problems.append(str(err).splitlines()[0])
     problems += list(_check_teacher_access(cfg))
     for check in checks:

@@ -102,3 +102,14 @@ def test_missing_embedded_package_names_the_install_command(monkeypatch):
 def test_experiment_files_are_deltas_only():
     for path in (CONF_DIR / "experiment").glob("*.yaml"):
         assert Path(path).read_text().startswith("# @package _global_"), path
+
+
+def test_every_problem_within_one_group_is_reported():
+    cfg = compose_config("train", ["data.val_fraction=2", "data.batch_size=0", "data.max_length=8"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    assert info.value.problems == [
+        "data.val_fraction=2.0: use (0, 1)",
+        "data.max_length=8: must be >= 16",
+        "data.batch_size must be > 0",
+    ]

@@ -6,18 +6,19 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from distill.evaluation.benchmarks import BENCHMARKS, load_problems
+from distill.config import EvalConfig
+from distill.evaluation.benchmarks import load_problems
 from distill.evaluation.execution import build_program, run_programs
 from distill.evaluation.generation import generate
 from distill.evaluation.passk import mean_pass_at_k
 from distill.evaluation.prompts import (
     POSTPROCESS_VERSION,
-    PROMPT_FORMATS,
     STOP_SEQUENCES,
     build_prompt,
     postprocess,
@@ -26,48 +27,19 @@ from distill.evaluation.prompts import (
 logger = logging.getLogger(__name__)
 
 
-def validate_eval_config(cfg: Any) -> None:
-    """Check an evaluation config without loading anything; report every problem at once.
+def validate_eval_config(cfg: Any) -> EvalConfig:
+    """Check an evaluation config with the `eval` schema's own checks, loading nothing.
 
     Args:
-        cfg: Object with the attributes read by :func:`evaluate_model`.
+        cfg: Object with the attributes read by :func:`evaluate_model` (a DictConfig, the schema,
+            or any stand-in).
 
     Raises:
-        ValueError: Listing each invalid ``eval.*`` value, what is allowed and the fix.
+        ValueError: One line per invalid ``eval.*`` value, with what is allowed.
     """
-    errors = []
-    if cfg.benchmark not in BENCHMARKS:
-        errors.append(
-            f"eval.benchmark={cfg.benchmark!r} is not supported; allowed: {', '.join(BENCHMARKS)}."
-        )
-    if cfg.prompt_format not in PROMPT_FORMATS:
-        errors.append(
-            f"eval.prompt_format={cfg.prompt_format!r} is not supported; allowed: "
-            f"{', '.join(PROMPT_FORMATS)}."
-        )
-    if cfg.limit is not None and (not isinstance(cfg.limit, int) or cfg.limit < 1):
-        errors.append(f"eval.limit={cfg.limit!r} must be a positive integer or null (all).")
-    for key in ("max_new_tokens", "batch_size", "num_samples", "workers"):
-        value = getattr(cfg, key)
-        if not isinstance(value, int) or value < 1:
-            errors.append(f"eval.{key}={value!r} must be a positive integer.")
-    if not isinstance(cfg.timeout_s, (int, float)) or not cfg.timeout_s > 0:
-        errors.append(f"eval.timeout_s={cfg.timeout_s!r} must be positive.")
-    ks = list(cfg.k)
-    if not ks or any(not isinstance(k, int) or k < 1 for k in ks):
-        errors.append(f"eval.k={ks!r} must be a non-empty list of positive integers.")
-    elif isinstance(cfg.num_samples, int) and max(ks) > cfg.num_samples:
-        errors.append(
-            f"eval.k={ks!r} has values above eval.num_samples={cfg.num_samples}; "
-            f"pass@k needs k <= n: raise num_samples or drop those k."
-        )
-    if isinstance(cfg.num_samples, int) and cfg.num_samples > 1:
-        if not cfg.temperature > 0:
-            errors.append(f"eval.temperature={cfg.temperature!r} must be positive when sampling.")
-        if not 0 < cfg.top_p <= 1:
-            errors.append(f"eval.top_p={cfg.top_p!r} must be in (0, 1].")
-    if errors:
-        raise ValueError("invalid evaluation config:\n  " + "\n  ".join(errors))
+    values = {f.name: getattr(cfg, f.name) for f in fields(EvalConfig) if hasattr(cfg, f.name)}
+    values["k"] = list(values.get("k", [1]))
+    return EvalConfig(**values)
 
 
 def evaluate_model(

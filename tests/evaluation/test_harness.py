@@ -60,7 +60,7 @@ def test_validate_reports_every_error() -> None:
     with pytest.raises(ValueError) as info:
         validate_eval_config(cfg)
     message = str(info.value)
-    for fragment in ("allowed: humaneval", "allowed: chat, completion", "eval.k", "eval.workers"):
+    for fragment in ("allowed: humaneval", "allowed: chat, completion", "eval.k=", "eval.workers="):
         assert fragment in message
 
 
