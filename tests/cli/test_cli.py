@@ -165,3 +165,35 @@ def test_pipeline_on_the_embedded_default(tmp_path):
     assert metrics["pipeline/teacher/ce"] < before  # the pruned 4-bit student starts behind
     assert after < before  # three steps of distillation already pull it toward the teacher
     assert (run_dir / "adapters/adapter_model.safetensors").is_file()
+
+
+def test_multirun_runs_every_job_in_its_own_directory(tmp_path):
+    sweep = tmp_path / "sweep"
+    out = run(
+        ["pipeline", "-m", "experiment=tiny_smoke", "loss=ce,ce_kl", f"hydra.sweep.dir={sweep}"],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    for job, loss in (("0", ["ce"]), ("1", ["ce", "kl"])):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert "eval/humaneval/pass@1" in metrics
+        config = (sweep / job / ".hydra/config.yaml").read_text()
+        assert all(f"    {name}:" in config for name in loss)
+
+
+def test_wandb_logger_runs_offline(pipeline_run, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    run_dir = tmp_path / "run"
+    out = run(
+        [
+            "train",
+            "experiment=tiny_smoke",
+            "logger=wandb",
+            f"data.dataset={pipeline_run / 'data/dataset.jsonl'}",
+            f"hydra.run.dir={run_dir}",
+        ],
+        tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
