@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-# Derived models (tiny random ones, the GGUF conversion) go to a cache of the test session's own,
-# never the user's; subprocesses inherit it.
+# Derived models (tiny random ones, the GGUF conversion) go to a cache of the test session's own
+# unless DISTILL_CACHE is set (then that one is reused); subprocesses inherit it.
 os.environ.setdefault("DISTILL_CACHE", tempfile.mkdtemp(prefix="distill-test-cache-"))
 os.environ.setdefault("WANDB_MODE", "offline")
 # Tiny models gain nothing from a second thread and lose much to thread sync on a busy machine.
