@@ -59,3 +59,30 @@ def test_generate_stores_claude_answers_and_never_pays_twice(api, tmp_path):
 def test_cost_uses_the_price_table():
     usage = {"input_tokens": 1_000_000, "output_tokens": 1_000_000}
     assert cost_usd("claude-sonnet-4-5", usage) == pytest.approx(3.0 + 15.0)
+
+
+def test_distill_generate_with_claude_through_the_entry_point(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    with FakeAnthropic() as server:
+        env = dict(os.environ, ANTHROPIC_API_KEY="sk-ant-test", ANTHROPIC_BASE_URL=server.base_url)
+        args = [
+            "generate",
+            "teacher=claude_haiku",
+            "data.num_examples=5",
+            f"hydra.run.dir={tmp_path}",
+        ]
+        out = subprocess.run(
+            [sys.executable, "-m", "distill", *args], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert len(server.requests) == 5
+        assert server.requests[0]["model"] == "claude-haiku-4-5"
+        assert "expert programmer" in server.requests[0]["system"]
+    records = [json.loads(x) for x in (tmp_path / "data/dataset.jsonl").open()]
+    assert len(records) == 5
+    assert {r["teacher"] for r in records} == {"claude-haiku-4-5"}
+    assert all(r["cost_usd"] > 0 and r["checks"]["syntax"] for r in records)
