@@ -11,6 +11,27 @@ from distill.losses.base import next_token_targets
 
 
 @torch.no_grad()
+def answer_token_scores(
+    logits: Tensor, teacher_logits: Tensor | None, labels: Tensor
+) -> dict[str, Tensor]:
+    """Mean CE and top-1 agreement over one batch's answer tokens, and how many there were.
+
+    Args:
+        logits: (B, T, V) logits of the model scored.
+        teacher_logits: (B, T, V) teacher logits, or None (no agreement).
+        labels: (B, T) with -100 on prompt and padding.
+    """
+    logits, targets, mask = next_token_targets(logits.float(), labels)
+    tokens = mask.sum().clamp(min=1)
+    ce = nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+    scores = {"ce": ce[mask].sum() / tokens, "tokens": mask.sum()}
+    if teacher_logits is not None:
+        agree = logits.argmax(-1) == teacher_logits[:, :-1].argmax(-1)
+        scores["top1_agreement"] = agree[mask].sum() / tokens
+    return scores
+
+
+@torch.no_grad()
 def heldout_scores(
     model: nn.Module, teacher: nn.Module | None, batches: Iterable[dict[str, Tensor]]
 ) -> dict[str, float]:
@@ -23,20 +44,18 @@ def heldout_scores(
     """
     was_training = model.training
     model.eval()
-    ce_sum, agree_sum, tokens = 0.0, 0.0, 0
+    sums: dict[str, float] = {}
     for batch in batches:
         inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-        logits, targets, mask = next_token_targets(model(**inputs).logits.float(), batch["labels"])
-        ce = nn.functional.cross_entropy(
-            logits.transpose(1, 2), targets.clamp(min=0), reduction="none"
+        logits = model(**inputs).logits
+        t_logits = (
+            None if teacher is None else logits if teacher is model else teacher(**inputs).logits
         )
-        ce_sum += float(ce[mask].sum())
-        tokens += int(mask.sum())
-        if teacher is not None:
-            t_logits = logits if teacher is model else teacher(**inputs).logits[:, :-1]
-            agree_sum += float((logits.argmax(-1) == t_logits.argmax(-1))[mask].sum())
+        scores = answer_token_scores(logits, t_logits, batch["labels"])
+        n = float(scores.pop("tokens"))
+        sums["tokens"] = sums.get("tokens", 0.0) + n
+        for key, value in scores.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * n
     model.train(was_training)
-    scores = {"ce": ce_sum / max(tokens, 1), "tokens": tokens}
-    if teacher is not None:
-        scores["top1_agreement"] = agree_sum / max(tokens, 1)
-    return scores
+    tokens = sums.pop("tokens", 0.0)
+    return {"tokens": int(tokens), **{k: v / max(tokens, 1.0) for k, v in sums.items()}}

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.losses import CompositeLoss, StepOutputs
-from distill.losses.base import masked_mean, next_token_targets
+from distill.training.heldout import answer_token_scores
 
 
 class DistillationModule(L.LightningModule):
@@ -73,8 +73,10 @@ class DistillationModule(L.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         out = self.forward_outputs(batch, need_teacher=self.teacher is not None)
         total, _ = self.loss(out, batch)
-        metrics = {"val/loss/total": total, **heldout_metrics(out, batch)}
-        self.log_dict(metrics, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        self.log("val/loss/total", total, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        scores = answer_token_scores(out.student_logits, out.teacher_logits, batch["labels"])
+        tokens = int(scores.pop("tokens"))  # weighting by tokens makes the epoch mean per token
+        self.log_dict({f"val/{k}": v for k, v in scores.items()}, prog_bar=True, batch_size=tokens)
 
     def configure_optimizers(self) -> Any:
         trainable = [p for p in self.parameters() if p.requires_grad]
@@ -120,17 +122,3 @@ def step_outputs(
     out.student_logits, out.student_hidden_states = s.logits, s.hidden_states
     out.student_attentions = s.attentions
     return out
-
-
-@torch.no_grad()
-def heldout_metrics(out: StepOutputs, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Cross-entropy on the teacher's answer tokens and, with teacher logits, top-1 agreement."""
-    logits, targets, mask = next_token_targets(out.student_logits, batch["labels"])
-    ce = nn.functional.cross_entropy(
-        logits.float().transpose(1, 2), targets.clamp(min=0), reduction="none"
-    )
-    metrics = {"val/ce": masked_mean(ce, mask)}
-    if out.teacher_logits is not None:
-        agree = logits.argmax(-1) == out.teacher_logits[:, :-1].argmax(-1)
-        metrics["val/top1_agreement"] = masked_mean(agree.float(), mask)
-    return metrics
