@@ -89,11 +89,6 @@ class TeacherConfig:
             )
         check.done()
 
-    @property
-    def white_box(self) -> bool:
-        """Whether the teacher can give logits, hidden states and attentions."""
-        return self.kind == "hf"
-
 
 @dataclass
 class LoraSettings:
