@@ -9,13 +9,15 @@ raises once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, distribution
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 TEACHER_KINDS = ("hf", "claude")
 QUANTIZATIONS = ("nf4", "fp4")
@@ -61,8 +63,8 @@ class TeacherConfig:
     """
 
     kind: str = "hf"
-    name: str = "smollm2-135m-instruct"
-    path: str | None = "embedded:smollm2-135m-instruct"
+    name: str = MISSING
+    path: str | None = MISSING
     model: str | None = None
     max_new_tokens: int = 384
     batch_size: int = 8
@@ -119,8 +121,8 @@ class LoraSettings:
 class StudentConfig:
     """The model being trained: optionally pruned to `keep_layers`, quantized, with LoRA."""
 
-    name: str = "smollm2-135m-instruct-nf4"
-    path: str = "embedded:smollm2-135m-instruct"
+    name: str = MISSING
+    path: str = MISSING
     keep_layers: list[int] | None = None
     quantization: str | None = "nf4"
     double_quant: bool = True
@@ -314,13 +316,19 @@ def validate(cfg: DictConfig, *checks: Check) -> None:
     for group in VALUE_GROUPS:
         try:
             OmegaConf.to_object(cfg[group])  # runs every __post_init__ of the group
+        except OmegaConfBaseException as err:  # a missing value or a type error
+            missing = re.search(r"Missing mandatory value: ([\w.]+)", str(err))
+            key = missing.group(1) if missing else None
+            problems.append(
+                f"{key} is required: add {key}=<value>" if key else str(err).splitlines()[0]
+            )
         except ValueError as err:  # the group's range checks, one per line
             problems += str(err).splitlines()
-        except Exception as err:  # noqa: BLE001 - a type or missing-value error from OmegaConf
-            problems.append(str(err).splitlines()[0])
-    problems += list(_check_teacher_access(cfg))
-    for check in checks:
-        problems += list(check(cfg))
+    for check in (_check_teacher_access, *checks):
+        try:
+            problems += list(check(cfg))
+        except MissingMandatoryValue:  # already reported by its group above
+            continue
     if problems:
         raise ConfigError(problems)
 

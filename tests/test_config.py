@@ -113,3 +113,10 @@ def test_every_problem_within_one_group_is_reported():
         "data.max_length=8: must be >= 16",
         "data.batch_size must be > 0",
     ]
+
+
+def test_a_missing_required_value_names_the_override():
+    cfg = compose_config("generate", ["teacher=hf"])
+    with pytest.raises(ConfigError) as info:
+        validate(cfg, *stage_checks("generate"))
+    assert info.value.problems == ["teacher.path is required: add teacher.path=<value>"]
