@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.registry import Registry
@@ -82,3 +84,44 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
 
 def as_fp32(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float32 else t.float()
+
+
+def check_temperature(name: str, temperature: float) -> None:
+    """Range check of a distillation temperature, naming the override."""
+    if not temperature > 0:
+        raise ValueError(
+            f"loss.components.{name}.temperature={temperature}: the temperature must be > 0"
+        )
+
+
+def tempered_log_probs(
+    out: StepOutputs, batch: dict[str, Any], temperature: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Student and teacher log-probabilities at the distillation temperature, in fp32.
+
+    Args:
+        out: step outputs with (B, T, V) student and teacher logits over one vocabulary.
+        batch: with (B, T) `labels`.
+        temperature: the distillation temperature (not the sampling one).
+
+    Returns:
+        (student log-probs (B, T-1, V), teacher log-probs (B, T-1, V), mask (B, T-1)); the teacher
+        side is detached, a fixed target.
+    """
+    student, _, mask = next_token_targets(out.student_logits, batch["labels"])
+    teacher = out.teacher_logits[:, :-1].detach()
+    s_logp = F.log_softmax(as_fp32(student) / temperature, dim=-1)
+    t_logp = F.log_softmax(as_fp32(teacher) / temperature, dim=-1)
+    return s_logp, t_logp, mask
+
+
+def kl_per_token(p_logp: Tensor, q_logp: Tensor) -> Tensor:
+    """KL(p || q) over the last dimension, from log-probabilities."""
+    return (p_logp.exp() * (p_logp - q_logp)).sum(-1)
+
+
+def mixture_log_probs(p_logp: Tensor, q_logp: Tensor, weight_p: float) -> Tensor:
+    """log(weight_p * p + (1 - weight_p) * q), computed stably from log-probabilities."""
+    return torch.logsumexp(
+        torch.stack([p_logp + math.log(weight_p), q_logp + math.log1p(-weight_p)]), dim=0
+    )

@@ -8,22 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from distill.losses.base import (
     DistillLoss,
     StepOutputs,
-    as_fp32,
+    check_temperature,
+    kl_per_token,
     masked_mean,
-    next_token_targets,
     register_loss,
+    tempered_log_probs,
 )
 
 
 @register_loss("kl")
 class ForwardKLLoss(DistillLoss):
-    """KL(teacher || student) per token, averaged over unmasked tokens.
+    """KL(teacher || student) per token, averaged over unmasked tokens (mode-covering).
 
     Args:
         temperature: the distillation temperature (not the sampling temperature), > 0.
@@ -33,18 +33,10 @@ class ForwardKLLoss(DistillLoss):
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(
-                f"loss.components.kl.temperature={temperature}: the temperature must be > 0"
-            )
+        check_temperature("kl", temperature)
         self.temperature = temperature
 
     def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
         """Student and teacher logits are (B, T, V) over one shared vocabulary."""
-        student, _, mask = next_token_targets(out.student_logits, batch["labels"])
-        teacher = out.teacher_logits[:, :-1].detach()  # the teacher is a fixed target
-        t = self.temperature
-        s_logp = F.log_softmax(as_fp32(student) / t, dim=-1)
-        t_logp = F.log_softmax(as_fp32(teacher) / t, dim=-1)
-        per_token = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
-        return masked_mean(per_token, mask) * t * t
+        s_logp, t_logp, mask = tempered_log_probs(out, batch, self.temperature)
+        return masked_mean(kl_per_token(t_logp, s_logp), mask) * self.temperature**2

@@ -148,7 +148,7 @@ def test_unknown_loss_names_the_closest_and_the_list():
         LOSSES.get("kll")
     message = err.value.args[0]
     assert "loss 'kll' is not registered (closest: 'kl')" in message
-    assert "registered losses: ce, kl" in message
+    assert f"registered losses: {', '.join(LOSSES.names())}" in message
 
 
 def test_registering_another_class_under_a_taken_name_raises():
