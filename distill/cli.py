@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "distil the teacher into the student (LoRA on the 4-bit student); saves adapters",
     "eval": "run the student's code on HumanEval in child processes; pass@k",
     "pipeline": "generate, train and eval in one run directory, then a before/after table",
+    "losses": "list every registered loss component, what it needs and its arguments",
 }
 USAGE = (
     "usage: distill <command> [hydra overrides] [-m] [--help]\n\ncommands:\n"
@@ -67,6 +68,22 @@ def run_stage(cfg: DictConfig) -> float | None:
     return None
 
 
+def losses_table(plugins: list[str]) -> str:
+    """Every registered loss (plugin modules given as arguments are imported first)."""
+    import inspect
+
+    from distill.losses import LOSSES, load_plugins
+
+    load_plugins(plugins)
+    rows = ["| name | requires | arguments (defaults) |", "|---|---|---|"]
+    for name in LOSSES.names():
+        factory = LOSSES.get(name)
+        params = inspect.signature(factory).parameters.values()
+        args = ", ".join(f"{p.name}={p.default!r}" for p in params if p.name != "self")
+        rows.append(f"| {name} | {', '.join(sorted(factory.requires))} | {args or '-'} |")
+    return "\n".join(rows) + "\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Dispatch `distill <command>` to that command's Hydra app."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -79,6 +96,9 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         sys.stderr.write(f"distill: unknown command '{command}'{hint}\n\n{USAGE}")
         raise SystemExit(2)
+    if command == "losses":
+        sys.stdout.write(losses_table(rest))
+        return
     register_configs()
     sys.argv = [f"distill {command}", *rest]
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(run_stage)

@@ -23,7 +23,7 @@ def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.Complete
 def test_help_lists_the_commands(tmp_path):
     out = run(["--help"], tmp_path)
     assert out.returncode == 0
-    for command in ("generate", "train", "eval", "pipeline"):
+    for command in ("generate", "train", "eval", "pipeline", "losses"):
         assert command in out.stdout
 
 
@@ -197,3 +197,21 @@ def test_wandb_logger_runs_offline(pipeline_run, tmp_path, monkeypatch):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_losses_lists_every_component_and_a_plugin(tmp_path):
+    (tmp_path / "my_losses.py").write_text(
+        "from distill.losses import DistillLoss, register_loss\n\n"
+        "@register_loss('my_zero')\n"
+        "class MyZero(DistillLoss):\n"
+        "    requires = frozenset({'logits'})\n\n"
+        "    def __init__(self, scale: float = 2.0):\n"
+        "        super().__init__()\n\n"
+        "    def forward(self, out, batch):\n"
+        "        return out.student_logits.float().sum() * 0\n"
+    )
+    out = run(["losses", "my_losses"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "| kl | logits, teacher_logits | temperature=1.0 |" in out.stdout
+    assert "| jsd | logits, teacher_logits | beta=0.5, temperature=1.0 |" in out.stdout
+    assert "| my_zero | logits | scale=2.0 |" in out.stdout
