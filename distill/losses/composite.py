@@ -75,6 +75,11 @@ def check_loss_config(components: Mapping[str, Any], teacher_white_box: bool) ->
         except KeyError as err:
             yield f"{path}: {err.args[0]}"
             continue
+        if spec and spec.get("schedule") is not None:
+            yield (
+                f"{path}.schedule: weight schedules are not available yet, so the weight would "
+                f"stay constant; remove the schedule (or set {path}.schedule=null)"
+            )
         weight, kwargs = split_component(name, spec)
         if not isinstance(weight, int | float) or weight < 0:
             yield f"{path}.weight={weight!r}: use a number >= 0"

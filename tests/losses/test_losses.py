@@ -263,3 +263,13 @@ def test_composite_total_is_the_weighted_sum_of_parts(labels):
 def test_every_registered_loss_keeps_the_contract(name):
     value = check_loss_contract(name)
     assert value.dtype == torch.float32 and value.dim() == 0 and torch.isfinite(value)
+
+
+def test_a_schedule_is_refused_until_schedules_exist():
+    problems = list(
+        check_loss_config({"ce": {"weight": 1.0, "schedule": {"kind": "linear"}}}, True)
+    )
+    assert problems == [
+        "loss.components.ce.schedule: weight schedules are not available yet, so the weight "
+        "would stay constant; remove the schedule (or set loss.components.ce.schedule=null)"
+    ]
