@@ -18,11 +18,14 @@ def check_data(cfg: DictConfig) -> Iterable[str]:
             sample_instructions(d.num_examples, d.languages, d.task_kinds, d.difficulties, cfg.seed)
         except ValueError as err:
             problems.append(str(err))
-    if d.dataset and cfg.stage == "train" and not Path(d.dataset).exists():
-        problems.append(
-            f"data.dataset={d.dataset} does not exist: give a JSONL from `distill generate`"
-        )
     return problems
+
+
+def check_dataset(cfg: DictConfig) -> Iterable[str]:
+    dataset = cfg.data.dataset
+    if dataset and not Path(dataset).exists():
+        return [f"data.dataset={dataset} does not exist: give a JSONL from `distill generate`"]
+    return []
 
 
 def check_losses(cfg: DictConfig) -> Iterable[str]:
@@ -46,7 +49,7 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
 
 STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
     "generate": (check_data,),
-    "train": (check_losses,),
+    "train": (check_dataset, check_losses),
     "eval": (check_eval,),
     "pipeline": (check_data, check_losses, check_eval),
 }

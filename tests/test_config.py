@@ -120,3 +120,10 @@ def test_a_missing_required_value_names_the_override():
     with pytest.raises(ConfigError) as info:
         validate(cfg, *stage_checks("generate"))
     assert info.value.problems == ["teacher.path is required: add teacher.path=<value>"]
+
+
+def test_train_on_a_missing_dataset_is_a_config_error(tmp_path):
+    missing = tmp_path / "nope.jsonl"
+    cfg = compose_config("train", [f"data.dataset={missing}"])
+    with pytest.raises(ConfigError, match=r"data.dataset=.*nope.jsonl does not exist"):
+        validate(cfg, *stage_checks("train"))
