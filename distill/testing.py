@@ -160,6 +160,10 @@ def check_loss_contract(name: str, **kwargs) -> torch.Tensor:
     if {"attentions", "teacher_attentions"} & loss.requires:
         for model in (teacher, student):
             model.set_attn_implementation("eager")  # SDPA returns no attention maps
+    if "second_pass" in loss.requires:  # two passes differ only through dropout
+        for module in student.modules():
+            if hasattr(module, "attention_dropout"):
+                module.attention_dropout = 0.2
     student.train()
     batch = fake_batch(tokenizer)
     out = step_outputs(student, teacher, batch, loss.requires)

@@ -1,23 +1,38 @@
-"""The LightningDataModule: records -> chat-templated token ids with prompt tokens masked out."""
+"""The LightningDataModule: records -> chat-templated token ids with prompt tokens masked out.
+
+Every batch holds, besides `input_ids`, `attention_mask` and `labels` (B, T):
+- `code_mask` (B, T) bool: True on answer tokens inside a fenced code block of the response
+  (for code-only token weighting); aligned with `labels`, so a next-token loss takes [:, 1:].
+- `group_tokens`: a 0-d long tensor, the scored tokens (labels[:, 1:] != -100) of the
+  accumulation group of the batch (the micro-batches of one optimizer step, on this rank), from
+  which the trainer sets the exact global-batch `loss_tokens`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import random
-from collections.abc import Iterator
+import re
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from distill.data.store import DatasetError, read_records
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # PyTorch's and Hugging Face's label for "not scored"; the losses use the same
+CURRICULA = ("none", "difficulty")
+DIFFICULTY_ORDER = ("easy", "medium", "hard")
+# A fence line: ``` or ~~~ (3 or more), any indentation (teachers indent fences in lists).
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})(.*)$")
 
 
 def is_validation(record_id: str, val_fraction: float) -> bool:
@@ -26,12 +41,61 @@ def is_validation(record_id: str, val_fraction: float) -> bool:
     return bucket < val_fraction
 
 
+def code_spans(text: str) -> list[tuple[int, int]]:
+    """Character ranges [start, end) of the contents of fenced code blocks in markdown `text`.
+
+    The fence lines themselves are not part of a block; a block left open (a cut answer) runs to
+    the end of the text. A closing fence uses the opening character, at least as many times.
+    """
+    spans, pos, fence, start = [], 0, None, 0
+    for line in text.split("\n"):
+        match = FENCE.match(line.rstrip("\r"))
+        if fence is None:
+            # A backtick fence's info string holds no backtick (else it is inline code).
+            if match and not (match.group(1)[0] == "`" and "`" in match.group(2)):
+                fence, start = match.group(1), min(pos + len(line) + 1, len(text))
+        elif (
+            match
+            and match.group(1)[0] == fence[0]
+            and len(match.group(1)) >= len(fence)
+            and not match.group(2).strip()
+        ):
+            spans.append((start, pos))
+            fence = None
+        pos += len(line) + 1
+    if fence is not None:
+        spans.append((start, len(text)))
+    return [(a, b) for a, b in spans if b > a]
+
+
+def token_code_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, int]]) -> list[bool]:
+    """True for each token whose (non-empty) character range lies wholly inside one span."""
+    return [e > s and any(a <= s and e <= b for a, b in spans) for s, e in offsets]
+
+
+def _answer_tokens(
+    tokenizer: PreTrainedTokenizerBase, answer: str, response: str
+) -> tuple[list[int], list[bool]]:
+    """Token ids of the rendered assistant turn, and which of them are code of the response."""
+    if not tokenizer.is_fast:  # offsets need a fast tokenizer; the DataModule warns once
+        ids = tokenizer(answer, add_special_tokens=False).input_ids
+        return ids, [False] * len(ids)
+    enc = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
+    base = answer.find(response)
+    if base >= 0:  # spans of the response only: a template suffix is never code
+        spans = [(a + base, b + base) for a, b in code_spans(response)]
+    else:  # the template rewrote the response; its fences survive rendering
+        spans = code_spans(answer)
+    return enc.input_ids, token_code_mask(enc.offset_mapping, spans)
+
+
 def encode(
     record: dict[str, Any], tokenizer: PreTrainedTokenizerBase, max_length: int
 ) -> dict | None:
-    """Token ids and labels for one record; answers are cut from the end, prompts never.
+    """Token ids, labels and code mask for one record; answers are cut from the end, prompts never.
 
-    Returns None when the prompt alone leaves no room for an answer token.
+    Returns None when the prompt alone leaves no room for an answer token. The record's `id` and
+    `difficulty` (None when absent) ride along.
     """
     messages = record["messages"]
     prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -45,63 +109,195 @@ def encode(
             "template appends the assistant turn"
         )
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    answer_ids = tokenizer(full[len(prompt) :], add_special_tokens=False).input_ids
+    answer_ids, answer_code = _answer_tokens(tokenizer, full[len(prompt) :], record["response"])
     room = max_length - len(prompt_ids)
     if room < 1:
         return None
-    answer_ids = answer_ids[:room]
+    answer_ids, answer_code = answer_ids[:room], answer_code[:room]
     return {
         "input_ids": prompt_ids + answer_ids,
         "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+        "code_mask": [False] * len(prompt_ids) + answer_code,
         "id": record["id"],
+        "difficulty": record.get("difficulty"),
     }
 
 
+def scored_tokens(example: dict) -> int:
+    """Tokens a next-token loss scores in one example: labels[1:] != -100."""
+    return sum(label != IGNORE_INDEX for label in example["labels"][1:])
+
+
 def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a list of encoded examples into a batch."""
+    """Right-pad a list of encoded examples into a batch.
+
+    Returns:
+        `input_ids`, `attention_mask`, `labels` (B, T) long; `code_mask` (B, T) bool (False
+        where an example has none); `group_tokens` 0-d long: the examples' `group_tokens` (set
+        by the training sampler), else the batch's own scored-token count.
+    """
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
+    code = torch.zeros((len(examples), width), dtype=torch.bool)
     for row, e in enumerate(examples):
         n = len(e["input_ids"])
         ids[row, :n] = torch.tensor(e["input_ids"])
         labels[row, :n] = torch.tensor(e["labels"])
         mask[row, :n] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if "code_mask" in e:
+            code[row, :n] = torch.tensor(e["code_mask"], dtype=torch.bool)
+    group = examples[0].get("group_tokens")
+    if group is None:
+        group = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": labels,
+        "code_mask": code,
+        "group_tokens": torch.tensor(group, dtype=torch.long),
+    }
+
+
+def difficulty_levels(difficulties: Sequence[str | None]) -> list[int]:
+    """Curriculum rank of each example: easy 0, medium 1, hard 2; unknown levels last (3)."""
+    unknown = sorted({str(d) for d in difficulties if d not in DIFFICULTY_ORDER})
+    if unknown:
+        log.warning(
+            "data.curriculum=difficulty: difficulty levels %s are not among %s; their examples "
+            "come last in the first epoch",
+            ", ".join(unknown),
+            ", ".join(DIFFICULTY_ORDER),
+        )
+    rank = {name: i for i, name in enumerate(DIFFICULTY_ORDER)}
+    return [rank.get(d, len(DIFFICULTY_ORDER)) for d in difficulties]  # type: ignore[arg-type]
 
 
 class LengthGroupedSampler(Sampler[list[int]]):
     """Shuffled batches of similar lengths, so little compute goes to padding.
+
+    With `levels`, the first epoch (epoch 0) is a curriculum: examples come in increasing level
+    (easy -> medium -> hard), still length-grouped within a level, batches shuffled within a
+    level (a batch that straddles two levels keeps its place); later epochs shuffle normally.
+    Every epoch has `len(self)` batches. Lightning calls `set_epoch`, so a resumed run does not
+    replay the curriculum; without it the epoch counts the passes over the sampler.
 
     Args:
         lengths: token count of each example.
         batch_size: examples per batch.
         seed: base seed; the order changes every epoch.
         group: batches sorted together in one pool.
+        levels: curriculum level of each example (lower first), or None for no curriculum.
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int = 0, group: int = 8) -> None:
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int = 0,
+        group: int = 8,
+        levels: list[int] | None = None,
+    ) -> None:
         self.lengths, self.batch_size, self.seed, self.group = lengths, batch_size, seed, group
+        self.levels = levels
         self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(self.seed + self.epoch)
+        curriculum = self.levels is not None and self.epoch == 0
         self.epoch += 1
+        if curriculum:
+            return iter(self._curriculum(rng))
         order = list(range(len(self.lengths)))
         rng.shuffle(order)
-        pool = self.batch_size * self.group
-        batches = []
-        for start in range(0, len(order), pool):
-            chunk = sorted(order[start : start + pool], key=lambda i: self.lengths[i])
-            batches += [
-                chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)
-            ]
+        pools = self._pools(order, key=lambda j: self.lengths[j])
+        batches = [b for pool in pools for b in self._chunks(pool)]
         rng.shuffle(batches)
         return iter(batches)
 
     def __len__(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
+
+    def _pools(self, order: list[int], key: Callable[[int], Any]) -> list[list[int]]:
+        """`order` cut into pools of `batch_size * group`, each sorted by `key`."""
+        size = self.batch_size * self.group
+        return [sorted(order[i : i + size], key=key) for i in range(0, len(order), size)]
+
+    def _chunks(self, order: list[int]) -> list[list[int]]:
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
+    def _curriculum(self, rng: random.Random) -> list[list[int]]:
+        levels = self.levels
+        assert levels is not None
+        order: list[int] = []
+        for level in sorted(set(levels)):
+            members = [i for i, lv in enumerate(levels) if lv == level]
+            rng.shuffle(members)
+            order += members
+        # Pools over the level-sorted order, sorted by (level, length): levels stay in order,
+        # lengths are grouped within a level, and the batch count is that of other epochs.
+        pools = self._pools(order, key=lambda j: (levels[j], self.lengths[j]))
+        batches = [b for pool in pools for b in self._chunks(pool)]
+
+        def run_key(item: tuple[int, list[int]]) -> int:
+            position, batch = item
+            found = {levels[i] for i in batch}
+            return found.pop() if len(found) == 1 else -1 - position  # straddler: its own run
+
+        shuffled: list[list[int]] = []
+        for _, run in itertools.groupby(enumerate(batches), key=run_key):
+            same_level = [batch for _, batch in run]
+            rng.shuffle(same_level)
+            shuffled += same_level
+        return shuffled
+
+
+class GroupTokenBatches(Sampler[list[tuple[int, int]]]):
+    """A batch sampler that tags each index with the scored tokens of its accumulation group.
+
+    The groups are `accumulate` consecutive batches of an epoch (the micro-batches of one
+    optimizer step, as Lightning counts them from the epoch start); the last one may be shorter.
+
+    Args:
+        sampler: the batch sampler giving an epoch's batches (kept as `.sampler`, where
+            Lightning finds `set_epoch`).
+        scored: scored tokens of each example (`scored_tokens`).
+        accumulate: micro-batches per optimizer step (`hardware.accumulate_grad_batches`).
+    """
+
+    def __init__(self, sampler: Sampler[list[int]], scored: list[int], accumulate: int) -> None:
+        self.sampler, self.scored, self.accumulate = sampler, scored, accumulate
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batches = list(self.sampler)
+        for start in range(0, len(batches), self.accumulate):
+            group = batches[start : start + self.accumulate]
+            total = sum(self.scored[i] for batch in group for i in batch)
+            for batch in group:
+                yield [(i, total) for i in batch]
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+
+class Examples(Dataset):
+    """Encoded examples; a key `(index, group_tokens)` returns the example with that count."""
+
+    def __init__(self, examples: list[dict]) -> None:
+        self.examples = examples
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        if isinstance(key, tuple):
+            index, group_tokens = key
+            return {**self.examples[index], "group_tokens": group_tokens}
+        return self.examples[key]
 
 
 class DistillDataModule(L.LightningDataModule):
@@ -109,11 +305,15 @@ class DistillDataModule(L.LightningDataModule):
 
     Args:
         path: the dataset file.
-        tokenizer: the student's tokenizer (chat template, pad token).
+        tokenizer: the student's tokenizer (chat template, pad token; a fast one for code_mask).
         max_length: tokens per example; longer answers are cut from the end.
         batch_size: examples per batch.
         val_fraction: share of records held out (by id hash).
         seed: shuffling seed.
+        num_workers: DataLoader worker processes.
+        curriculum: "none", or "difficulty": the first epoch goes easy -> medium -> hard (by each
+            record's `difficulty`; unknown levels last, with a warning); later epochs shuffle.
+        accumulate_grad_batches: micro-batches per optimizer step, for `group_tokens`.
     """
 
     def __init__(
@@ -125,13 +325,23 @@ class DistillDataModule(L.LightningDataModule):
         val_fraction: float = 0.15,
         seed: int = 0,
         num_workers: int = 0,
+        curriculum: str = "none",
+        accumulate_grad_batches: int = 1,
     ) -> None:
         super().__init__()
+        if curriculum not in CURRICULA:
+            raise ValueError(f"data.curriculum={curriculum!r}: use one of {', '.join(CURRICULA)}")
+        if accumulate_grad_batches < 1:
+            raise ValueError(
+                f"hardware.accumulate_grad_batches={accumulate_grad_batches}: must be >= 1"
+            )
         self.path, self.tokenizer, self.max_length = Path(path), tokenizer, max_length
         self.batch_size, self.val_fraction, self.seed = batch_size, val_fraction, seed
-        self.num_workers = num_workers
+        self.num_workers, self.curriculum = num_workers, curriculum
+        self.accumulate_grad_batches = accumulate_grad_batches
         self.train_set: list[dict] = []
         self.val_set: list[dict] = []
+        self.train_levels: list[int] | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set:
@@ -141,6 +351,8 @@ class DistillDataModule(L.LightningDataModule):
                 f"dataset {self.path} does not exist: pass data.dataset=<a dataset.jsonl from "
                 "`distill generate`>, or run `distill pipeline`, which generates it first"
             )
+        if not self.tokenizer.is_fast:
+            log.warning("the tokenizer is not a fast one (no token offsets): code_mask stays False")
         records = list(read_records(self.path))
         encoded = [encode(r, self.tokenizer, self.max_length) for r in records]
         dropped = sum(e is None for e in encoded)
@@ -161,29 +373,31 @@ class DistillDataModule(L.LightningDataModule):
                 f"{len(self.val_set)} for validation; raise data.max_length, generate more "
                 "(data.num_examples) or change data.val_fraction"
             )
+        if self.curriculum == "difficulty":
+            self.train_levels = difficulty_levels([e["difficulty"] for e in self.train_set])
         log.info(
             "dataset: %d train, %d validation examples", len(self.train_set), len(self.val_set)
         )
 
-    def _collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        return collate(examples, self.tokenizer.pad_token_id)
-
     def train_dataloader(self) -> DataLoader:
+        lengths = [len(e["input_ids"]) for e in self.train_set]
         sampler = LengthGroupedSampler(
-            [len(e["input_ids"]) for e in self.train_set], self.batch_size, self.seed
+            lengths, self.batch_size, self.seed, levels=self.train_levels
         )
+        scored = [scored_tokens(e) for e in self.train_set]
         return DataLoader(
-            self.train_set,
-            batch_sampler=sampler,
-            collate_fn=self._collate,
+            Examples(self.train_set),
+            batch_sampler=GroupTokenBatches(sampler, scored, self.accumulate_grad_batches),
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
         )
 
     def val_dataloader(self) -> DataLoader:
+        """Batches by length; each batch's `group_tokens` is its own scored-token count."""
         ordered = sorted(self.val_set, key=lambda e: len(e["input_ids"]))
         return DataLoader(
-            ordered,
+            Examples(ordered),
             batch_size=self.batch_size,
-            collate_fn=self._collate,
+            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
         )

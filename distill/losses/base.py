@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from distill.registry import Registry
 
 IGNORE_INDEX = -100
 # What a component may declare in `requires`; the teacher_* entries need a white-box teacher.
-STUDENT_OUTPUTS = frozenset({"logits", "hidden_states", "attentions"})
+# "second_pass" is a second student forward of the same batch with fresh dropout (consistency).
+STUDENT_OUTPUTS = frozenset({"logits", "hidden_states", "attentions", "second_pass"})
 TEACHER_OUTPUTS = frozenset({"teacher_logits", "teacher_hidden_states", "teacher_attentions"})
 
 LOSSES: Registry[DistillLoss] = Registry("loss", "distill.losses", plural="losses")
@@ -35,28 +35,74 @@ def load_plugins(modules: list[str]) -> None:
 
 
 @dataclass
+class SparseTargets:
+    """A teacher distribution kept as K tokens per position (a sparse logit cache).
+
+    Positions align with the input ids, like logits: position t predicts token t+1.
+
+    Attributes:
+        ids: (B, T, K) token ids; unused slots hold id 0 with log-weight -inf.
+        logp: (B, T, K) log-weights: the teacher's log-probabilities for `kind="topk"`; for
+            `kind="sampled"`, log(count / draws), an unbiased estimate of them.
+        tail_logp: (B, T) log of the teacher mass outside `ids` (top-k); -inf for sampled.
+        kind: "topk" or "sampled".
+        temperature: the temperature the teacher distribution was captured at.
+        entropy: (B, T) the teacher's entropy at that temperature, or None.
+    """
+
+    ids: Tensor
+    logp: Tensor
+    tail_logp: Tensor
+    kind: str = "topk"
+    temperature: float = 1.0
+    entropy: Tensor | None = None
+
+
+@dataclass
 class StepOutputs:
     """The forward outputs of one step; only what the active components require is filled.
 
     Attributes:
-        student_logits: (B, T, V) student logits.
-        teacher_logits: (B, T, V) teacher logits, or None without a white-box teacher.
+        student_logits: (B, T, V) student logits, filled only when a dense component needs them
+            (token losses project `student_hidden` through `student_head` chunk by chunk instead).
+        teacher_logits: (B, T, V) teacher logits, or None without an online white-box teacher.
+        student_hidden: (B, T, H) the student's last hidden state, the input of its lm_head.
+        student_head: the student's lm_head (a Linear: `weight` (V, H), optional `bias`).
+        teacher_sparse: the teacher's sparse distribution from a logit cache, or None.
         student_hidden_states / teacher_hidden_states: tuples of (B, T, H) per layer (+ embeddings).
         student_attentions / teacher_attentions: tuples of (B, heads, T, T) per layer.
+        student_second_logits: (B, T, V) logits of a second student pass (other dropout draw).
     """
 
-    student_logits: Tensor
+    student_logits: Tensor | None = None
     teacher_logits: Tensor | None = None
+    student_hidden: Tensor | None = None
+    student_head: nn.Module | None = None
+    teacher_sparse: SparseTargets | None = None
     student_hidden_states: tuple[Tensor, ...] | None = None
     teacher_hidden_states: tuple[Tensor, ...] | None = None
     student_attentions: tuple[Tensor, ...] | None = None
     teacher_attentions: tuple[Tensor, ...] | None = None
+    student_second_logits: Tensor | None = None
+
+    def dense_student_logits(self) -> Tensor:
+        """(B, T, V) student logits: the stored ones, else the head applied to the hidden state."""
+        if self.student_logits is None:
+            self.student_logits = self.student_head(self.student_hidden)
+        return self.student_logits
 
 
 class DistillLoss(nn.Module):
     """Base of every component: declare `requires`, implement `forward(out, batch) -> scalar`."""
 
     requires: ClassVar[frozenset[str]] = frozenset({"logits"})
+
+    def prepare(self, student_config: Any, teacher_config: Any) -> None:
+        """Create what depends on the models' shapes (e.g. projections) from their HF configs.
+
+        Called once after the models load and before the optimizer is built, so parameters made
+        here are trained and saved with the adapters. `teacher_config` is None without a teacher.
+        """
 
     def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:  # pragma: no cover
         raise NotImplementedError
@@ -82,6 +128,23 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def loss_tokens(batch: dict[str, Any], mask: Tensor) -> Tensor | float:
+    """What a token-level loss divides its sum by.
+
+    `batch["loss_tokens"]`, when the trainer set it, is the number of scored tokens of the whole
+    global batch (all micro-batches of one optimizer step, on all ranks) divided by the number of
+    micro-batch shares (ranks x accumulation steps): then the trainer's averaging over shares
+    gives exactly the mean over the global batch. Without it, the local count is used.
+    """
+    given = batch.get("loss_tokens")
+    return given if given is not None else mask.sum().clamp(min=1).to(torch.float32)
+
+
+def token_mean(values: Tensor, mask: Tensor, batch: dict[str, Any]) -> Tensor:
+    """Sum of `values` over `mask` divided by `loss_tokens(batch, mask)`: the global-batch mean."""
+    return (values * mask.to(values.dtype)).sum() / loss_tokens(batch, mask)
+
+
 def as_fp32(t: Tensor) -> Tensor:
     return t if t.dtype == torch.float32 else t.float()
 
@@ -94,27 +157,6 @@ def check_temperature(name: str, temperature: float) -> None:
         )
 
 
-def tempered_log_probs(
-    out: StepOutputs, batch: dict[str, Any], temperature: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Student and teacher log-probabilities at the distillation temperature, in fp32.
-
-    Args:
-        out: step outputs with (B, T, V) student and teacher logits over one vocabulary.
-        batch: with (B, T) `labels`.
-        temperature: the distillation temperature (not the sampling one).
-
-    Returns:
-        (student log-probs (B, T-1, V), teacher log-probs (B, T-1, V), mask (B, T-1)); the teacher
-        side is detached, a fixed target.
-    """
-    student, _, mask = next_token_targets(out.student_logits, batch["labels"])
-    teacher = out.teacher_logits[:, :-1].detach()
-    s_logp = F.log_softmax(as_fp32(student) / temperature, dim=-1)
-    t_logp = F.log_softmax(as_fp32(teacher) / temperature, dim=-1)
-    return s_logp, t_logp, mask
-
-
 def kl_per_token(p_logp: Tensor, q_logp: Tensor) -> Tensor:
     """KL(p || q) over the last dimension, from log-probabilities."""
     return (p_logp.exp() * (p_logp - q_logp)).sum(-1)
@@ -122,6 +164,4 @@ def kl_per_token(p_logp: Tensor, q_logp: Tensor) -> Tensor:
 
 def mixture_log_probs(p_logp: Tensor, q_logp: Tensor, weight_p: float) -> Tensor:
     """log(weight_p * p + (1 - weight_p) * q), computed stably from log-probabilities."""
-    return torch.logsumexp(
-        torch.stack([p_logp + math.log(weight_p), q_logp + math.log1p(-weight_p)]), dim=0
-    )
+    return torch.logaddexp(p_logp + math.log(weight_p), q_logp + math.log1p(-weight_p))

@@ -6,30 +6,23 @@ the only objective a text-only teacher (Claude) supports.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.losses.base import (
-    DistillLoss,
-    StepOutputs,
-    as_fp32,
-    masked_mean,
-    next_token_targets,
-    register_loss,
-)
+from distill.losses.base import register_loss
+from distill.losses.token import TokenChunk, TokenLoss
 
 
 @register_loss("ce")
-class SequenceCELoss(DistillLoss):
-    """Token-averaged cross-entropy of the student on the teacher's tokens.
+class SequenceCELoss(TokenLoss):
+    """Cross-entropy of the student on the teacher's tokens (at temperature 1).
 
     Args:
         label_smoothing: in [0, 1).
     """
 
     requires = frozenset({"logits"})
+    sparse_kinds = ("topk", "sampled")  # it reads only the labels
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
@@ -39,13 +32,7 @@ class SequenceCELoss(DistillLoss):
             )
         self.label_smoothing = label_smoothing
 
-    def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
-        """Returns the mean CE over unmasked tokens; `out.student_logits` is (B, T, V)."""
-        logits, targets, mask = next_token_targets(out.student_logits, batch["labels"])
-        per_token = F.cross_entropy(
-            as_fp32(logits).transpose(1, 2),
-            targets.clamp(min=0),
-            reduction="none",
-            label_smoothing=self.label_smoothing,
+    def per_token(self, s_logits: Tensor, chunk: TokenChunk) -> Tensor:
+        return F.cross_entropy(
+            s_logits, chunk.labels, reduction="none", label_smoothing=self.label_smoothing
         )
-        return masked_mean(per_token, mask)

@@ -9,32 +9,26 @@ KL(student || teacher), the two limits the interpolation tends to (up to scale).
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from distill.losses.base import (
-    DistillLoss,
-    StepOutputs,
-    check_temperature,
+from distill.losses.base import check_temperature, register_loss
+from distill.losses.token import (
+    TokenChunk,
+    TokenLoss,
+    aligned_log_probs,
     kl_per_token,
-    masked_mean,
     mixture_log_probs,
-    register_loss,
-    tempered_log_probs,
 )
 
 
 @register_loss("jsd")
-class GeneralizedJSDLoss(DistillLoss):
+class GeneralizedJSDLoss(TokenLoss):
     """JSD_beta per token at temperature T, times T^2.
 
     Args:
         beta: weight of the teacher in the mixture, in [0, 1] (0.5 is the symmetric JSD).
         temperature: the distillation temperature, > 0.
     """
-
-    requires = frozenset({"logits", "teacher_logits"})
 
     def __init__(self, beta: float = 0.5, temperature: float = 1.0) -> None:
         super().__init__()
@@ -43,9 +37,8 @@ class GeneralizedJSDLoss(DistillLoss):
         check_temperature("jsd", temperature)
         self.beta, self.temperature = beta, temperature
 
-    def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
-        """Student and teacher logits are (B, T, V) over one shared vocabulary."""
-        s_logp, t_logp, mask = tempered_log_probs(out, batch, self.temperature)
+    def per_token(self, s_logits: Tensor, chunk: TokenChunk) -> Tensor:
+        t_logp, s_logp = aligned_log_probs(s_logits, chunk, self.temperature, "jsd")
         if self.beta == 0.0:
             per_token = kl_per_token(t_logp, s_logp)
         elif self.beta == 1.0:
@@ -55,4 +48,4 @@ class GeneralizedJSDLoss(DistillLoss):
             per_token = self.beta * kl_per_token(t_logp, m_logp) + (1 - self.beta) * kl_per_token(
                 s_logp, m_logp
             )
-        return masked_mean(per_token, mask) * self.temperature**2
+        return per_token * self.temperature**2

@@ -6,37 +6,40 @@ KL(p_teacher^T || p_student^T) scaled by T^2 so gradient magnitudes do not shrin
 
 from __future__ import annotations
 
-from typing import Any
-
+import torch.nn.functional as F
 from torch import Tensor
 
-from distill.losses.base import (
-    DistillLoss,
-    StepOutputs,
-    check_temperature,
-    kl_per_token,
-    masked_mean,
-    register_loss,
-    tempered_log_probs,
-)
+from distill.losses.base import check_temperature, register_loss
+from distill.losses.token import TokenChunk, TokenLoss, aligned_log_probs, kl_per_token
 
 
 @register_loss("kl")
-class ForwardKLLoss(DistillLoss):
-    """KL(teacher || student) per token, averaged over unmasked tokens (mode-covering).
+class ForwardKLLoss(TokenLoss):
+    """KL(teacher || student) per token (mode-covering).
+
+    With a sampled logit cache (Anshumann et al. 2025) the stored counts are an unbiased estimate
+    of the teacher distribution, so the cross-entropy against them minus the teacher's entropy is
+    an unbiased estimate of the KL, and its gradient of the dense gradient.
 
     Args:
         temperature: the distillation temperature (not the sampling temperature), > 0.
     """
 
-    requires = frozenset({"logits", "teacher_logits"})
+    sparse_kinds = ("topk", "sampled")
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
         check_temperature("kl", temperature)
         self.temperature = temperature
 
-    def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
-        """Student and teacher logits are (B, T, V) over one shared vocabulary."""
-        s_logp, t_logp, mask = tempered_log_probs(out, batch, self.temperature)
-        return masked_mean(kl_per_token(t_logp, s_logp), mask) * self.temperature**2
+    def per_token(self, s_logits: Tensor, chunk: TokenChunk) -> Tensor:
+        t = self.temperature
+        sparse = chunk.sparse
+        if chunk.teacher_logits is None and sparse is not None and sparse.kind == "sampled":
+            s_logp = F.log_softmax(s_logits / t, dim=-1).gather(-1, sparse.ids)
+            weights = sparse.logp.float().exp()  # 0 on unused slots
+            cross_entropy = -(weights * s_logp).sum(-1)
+            entropy = 0.0 if sparse.entropy is None else sparse.entropy.float()
+            return (cross_entropy - entropy) * t**2
+        t_logp, s_logp = aligned_log_probs(s_logits, chunk, t, "kl")
+        return kl_per_token(t_logp, s_logp) * t**2

@@ -7,32 +7,26 @@ divergence and its gradient bounded where the student gives a teacher token almo
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor
 
-from distill.losses.base import (
-    DistillLoss,
-    StepOutputs,
-    check_temperature,
+from distill.losses.base import check_temperature, register_loss
+from distill.losses.token import (
+    TokenChunk,
+    TokenLoss,
+    aligned_log_probs,
     kl_per_token,
-    masked_mean,
     mixture_log_probs,
-    register_loss,
-    tempered_log_probs,
 )
 
 
 @register_loss("skew_kl")
-class SkewKLLoss(DistillLoss):
+class SkewKLLoss(TokenLoss):
     """Skew forward KL per token at temperature T, times T^2.
 
     Args:
         alpha: teacher share of the skewed student distribution, in [0, 1) (0 is the forward KL).
         temperature: the distillation temperature, > 0.
     """
-
-    requires = frozenset({"logits", "teacher_logits"})
 
     def __init__(self, alpha: float = 0.1, temperature: float = 1.0) -> None:
         super().__init__()
@@ -41,8 +35,7 @@ class SkewKLLoss(DistillLoss):
         check_temperature("skew_kl", temperature)
         self.alpha, self.temperature = alpha, temperature
 
-    def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
-        """Student and teacher logits are (B, T, V) over one shared vocabulary."""
-        s_logp, t_logp, mask = tempered_log_probs(out, batch, self.temperature)
+    def per_token(self, s_logits: Tensor, chunk: TokenChunk) -> Tensor:
+        t_logp, s_logp = aligned_log_probs(s_logits, chunk, self.temperature, "skew_kl")
         skewed = s_logp if self.alpha == 0.0 else mixture_log_probs(t_logp, s_logp, self.alpha)
-        return masked_mean(kl_per_token(t_logp, skewed), mask) * self.temperature**2
+        return kl_per_token(t_logp, skewed) * self.temperature**2

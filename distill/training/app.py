@@ -10,14 +10,19 @@ from typing import Any
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+from transformers import AutoConfig
 
 from distill.data.datamodule import DistillDataModule
 from distill.hardware import trainer_kwargs
 from distill.losses import build_loss, load_plugins
+from distill.losses.schedules import build_schedule
 from distill.models import load_student, load_teacher, load_tokenizer
+from distill.models.preflight import check_tokenizer_pair
+from distill.models.sources import resolve_model_dir
 from distill.runs import adapters_dir, dataset_path, update_metrics
 from distill.training.callbacks import AdapterSaver, LossHistory
 from distill.training.module import DistillationModule
+from distill.training.on_policy import OnPolicy
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +45,16 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
 
 
 def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
-    """Tokenizer, data, loss, teacher, student, module and trainer, in that order."""
+    """Tokenizers and preflight, data, loss, teacher, student, module and trainer, in that order."""
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     load_plugins(list(cfg.plugins))
-    loss = build_loss(cfg.loss.components)
+    loss = build_loss(
+        cfg.loss.components, adaptive=cfg.loss.adaptive, chunk_size=cfg.loss.chunk_size
+    )
     tokenizer = load_tokenizer(cfg.student.path)
+    white_box = cfg.teacher.kind == "hf"
+    if white_box:  # before any weights load: a mismatch must not cost a model load
+        loss.vocab = tokenizer_preflight(cfg, tokenizer)
     datamodule = DistillDataModule(
         dataset_path(cfg, run_dir),
         tokenizer,
@@ -53,15 +63,25 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         val_fraction=cfg.data.val_fraction,
         seed=cfg.seed,
         num_workers=cfg.data.num_workers,
+        curriculum=cfg.data.curriculum,
+        accumulate_grad_batches=cfg.hardware.accumulate_grad_batches,
     )
     datamodule.setup("fit")  # fail on a bad dataset before any weights load
     needs_attn = bool({"attentions", "teacher_attentions"} & loss.requires)
     attn = "eager" if needs_attn else "sdpa"
     # A white-box teacher is loaded even for `loss=ce`: it scores held-out top-1 agreement.
-    teacher = load_teacher(cfg.teacher, attn) if cfg.teacher.kind == "hf" else None
+    teacher = load_teacher(cfg.teacher, attn) if white_box else None
     student = load_student(cfg.student, attn)
+    loss.prepare(student.config, None if teacher is None else teacher.config)
     scheduler = instantiate(cfg.train.scheduler) if cfg.train.scheduler else None
-    module = DistillationModule(student, teacher, loss, instantiate(cfg.train.optimizer), scheduler)
+    module = DistillationModule(
+        student,
+        teacher,
+        loss,
+        instantiate(cfg.train.optimizer),
+        scheduler,
+        on_policy=build_on_policy(cfg, tokenizer),
+    )
     history = LossHistory()
     trainer = L.Trainer(
         **trainer_kwargs(cfg.hardware),
@@ -77,6 +97,42 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         default_root_dir=str(run_dir),
     )
     return TrainingSetup(module, datamodule, trainer, history)
+
+
+def tokenizer_preflight(cfg: DictConfig, student_tokenizer: Any) -> int:
+    """The vocabulary shared by student and white-box teacher, or a TokenizerMismatch."""
+    student_vocab = AutoConfig.from_pretrained(resolve_model_dir(cfg.student.path)).vocab_size
+    teacher_vocab = AutoConfig.from_pretrained(resolve_model_dir(cfg.teacher.path)).vocab_size
+    return check_tokenizer_pair(
+        student_tokenizer,
+        load_tokenizer(cfg.teacher.path),
+        student_vocab,
+        teacher_vocab,
+        names=(f"student {cfg.student.name}", f"teacher {cfg.teacher.name}"),
+    )
+
+
+def build_on_policy(cfg: DictConfig, tokenizer: Any) -> OnPolicy | None:
+    """GKD-style on-policy sampling from `train.on_policy`, or None when it is off."""
+    settings = cfg.train.on_policy
+    if settings.lmbda == 0:
+        return None
+    schedule = None
+    if settings.schedule is not None:
+        schedule = build_schedule(settings.schedule, "train.on_policy.schedule")
+    return OnPolicy(
+        lmbda=settings.lmbda,
+        eos_id=tokenizer.eos_token_id,
+        pad_id=tokenizer.pad_token_id,
+        max_new_tokens=settings.max_new_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        max_length=cfg.data.max_length,
+        schedule=schedule,
+        seed=cfg.seed,
+        tokenizer=tokenizer,
+        log_samples=settings.log_samples,
+    )
 
 
 def fit(setup: TrainingSetup, run_dir: Path) -> dict[str, Any]:

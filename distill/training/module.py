@@ -5,6 +5,7 @@ It owns no loss logic: a new objective is a new registered component, never a su
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,7 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from distill.losses import CompositeLoss, StepOutputs
+from distill.losses.composite import LossResult
 from distill.training.heldout import answer_token_scores
+from distill.training.on_policy import OnPolicy, decode_samples
+
+log = logging.getLogger(__name__)
 
 
 class DistillationModule(L.LightningModule):
@@ -25,6 +30,8 @@ class DistillationModule(L.LightningModule):
         loss: the composite of active components.
         optimizer: a partial taking the trainable parameters.
         scheduler: a partial taking the optimizer, stepped once per optimizer step; or None.
+        teacher_cache: whether batches carry the teacher's signal from a sparse logit cache.
+        on_policy: when and how batches are re-answered by the student (GKD), or None.
     """
 
     def __init__(
@@ -34,23 +41,29 @@ class DistillationModule(L.LightningModule):
         loss: CompositeLoss,
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[[torch.optim.Optimizer], Any] | None = None,
+        teacher_cache: bool = False,
+        on_policy: OnPolicy | None = None,
     ) -> None:
         super().__init__()
-        if loss.needs_white_box and teacher is None:
+        if loss.needs_white_box and teacher is None and not teacher_cache:
             raise ValueError("the active losses need a white-box teacher but none was given")
         self.student, self.loss = student, loss
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         # Kept out of the module tree: the frozen teacher is neither trained nor checkpointed.
         self._teacher = [teacher] if teacher is not None else []
+        self.teacher_cache, self.on_policy = teacher_cache, on_policy
 
     @property
     def teacher(self) -> nn.Module | None:
         return self._teacher[0] if self._teacher else None
 
-    def forward_outputs(self, batch: dict[str, Tensor], need_teacher: bool) -> StepOutputs:
+    def forward_outputs(self, batch: dict[str, Any], need_teacher: bool) -> StepOutputs:
         """Run the forward passes that the active components require."""
         teacher = self.teacher if need_teacher else None
-        return step_outputs(self.student, teacher, batch, self.loss.requires)
+        if "teacher_sparse" in batch and self.loss.needs_white_box:
+            teacher = None  # the cache stands in for the online teacher's logits
+        dense = self.loss.needs_dense_logits
+        return step_outputs(self.student, teacher, batch, self.loss.requires, dense_logits=dense)
 
     def on_fit_start(self) -> None:
         # from_pretrained returns eval mode and Lightning keeps the mode it is given: without this,
@@ -59,22 +72,74 @@ class DistillationModule(L.LightningModule):
         if self.teacher is not None:  # outside the module tree, so Lightning does not move it
             self.teacher.to(self.device)
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        out = self.forward_outputs(batch, need_teacher=self.loss.needs_white_box)
-        total, parts = self.loss(out, batch)
-        logs = {"train/loss/total": total}
-        for name, value in parts.items():
-            logs[f"train/loss/{name}"] = value
-            logs[f"train/weight/{name}"] = self.loss.weights[name]
-        self.log_dict(logs, prog_bar=False, batch_size=batch["input_ids"].shape[0])
-        self.log("loss", total, prog_bar=True, logger=False)
-        return total
+    def global_loss_tokens(self, batch: dict[str, Any]) -> Tensor | None:
+        """Scored tokens of the whole optimizer step (all micro-batches, all ranks) per share.
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        Lightning divides each micro-batch loss by the accumulation steps and DDP averages the
+        ranks' gradients, so dividing token sums by this gives the exact mean of the global batch.
+        """
+        if "group_tokens" not in batch:
+            return None
+        tokens = batch["group_tokens"].to(self.device, torch.float32)
+        shares = self.trainer.accumulate_grad_batches * self.trainer.world_size
+        if self.trainer.world_size > 1:
+            tokens = self.trainer.strategy.reduce(tokens, reduce_op="sum")
+        return tokens.clamp(min=1.0) / shares
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        step, max_steps = self.trainer.global_step, self.trainer.max_steps
+        self.loss.set_step(step, max_steps)
+        logging_step = step % self.trainer.log_every_n_steps == 0
+        sampled = self.on_policy is not None and self.on_policy.chosen(step, max_steps, batch_idx)
+        if sampled:
+            batch = self.on_policy_batch(batch, step, logging_step)
+        else:
+            batch = dict(batch, loss_tokens=self.global_loss_tokens(batch))
+        out = self.forward_outputs(batch, need_teacher=self.loss.needs_white_box or sampled)
+        result = self.loss(out, batch, diagnostics=logging_step, teacher_scored_only=sampled)
+        logs = self.step_logs(result)
+        if self.on_policy is not None:
+            logs["train/on_policy/sampled"] = float(sampled)
+            logs["train/on_policy/lmbda"] = self.on_policy.fraction(step, max_steps)
+        self.log_dict(logs, batch_size=batch["input_ids"].shape[0])
+        self.log("loss", result.total, prog_bar=True, logger=False)
+        return result.total
+
+    def on_policy_batch(self, batch: dict[str, Any], step: int, log_it: bool) -> dict[str, Any]:
+        """The student's own answers to the batch's prompts, to be scored by the teacher.
+
+        Its token count is known only now, so it is normalised by its own scored tokens (a
+        micro-batch mean) rather than by the count of the whole accumulation group.
+        """
+        sampled = self.on_policy.sample(self.student, batch, step)
+        if log_it and self.on_policy.tokenizer is not None and self.on_policy.log_samples:
+            for sample in decode_samples(
+                sampled, self.on_policy.tokenizer, self.on_policy.log_samples
+            ):
+                log.info("on-policy sample at step %d: %r", step, sample["response"][:300])
+        return sampled
+
+    def step_logs(self, result: LossResult) -> dict[str, Any]:
+        """Each component's value, weight and temperature, and the distillation diagnostics."""
+        logs: dict[str, Any] = {"train/loss/total": result.total.detach()}
+        for name, value in result.parts.items():
+            logs[f"train/loss/{name}"] = value.detach()
+            logs[f"train/weight/{name}"] = result.weights[name]
+            component = self.loss.components[name]
+            if "teacher_logits" in component.requires:
+                logs[f"train/temperature/{name}"] = float(component.temperature)
+        for key, value in result.diagnostics.items():
+            logs[f"train/diag/{key}"] = value
+        return logs
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.forward_outputs(batch, need_teacher=self.teacher is not None)
-        total, _ = self.loss(out, batch)
-        self.log("val/loss/total", total, prog_bar=True, batch_size=batch["input_ids"].shape[0])
-        scores = answer_token_scores(out.student_logits, out.teacher_logits, batch["labels"])
+        result = self.loss(out, batch)
+        self.log(
+            "val/loss/total", result.total, prog_bar=True, batch_size=batch["input_ids"].shape[0]
+        )
+        logits = out.dense_student_logits()
+        scores = answer_token_scores(logits, out.teacher_logits, batch["labels"])
         tokens = int(scores.pop("tokens"))  # weighting by tokens makes the epoch mean per token
         self.log_dict({f"val/{k}": v for k, v in scores.items()}, prog_bar=True, batch_size=tokens)
 
@@ -87,25 +152,46 @@ class DistillationModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep only trainable weights (adapters, projections), never the frozen base."""
+        """Keep only trainable weights (adapters, projections) and the schedules' step."""
         keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        keep |= {f"loss.{n}" for n, _ in self.loss.named_buffers()}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
 
 
+def split_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(decoder, lm_head) of a causal LM, looking through a PEFT wrapper (LoRA stays injected)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = base.get_output_embeddings()
+    if hasattr(head, "lora_A"):
+        raise ValueError(
+            "the student's lm_head carries a LoRA adapter, which the chunked token losses would "
+            "miss (they read the head's weight); remove lm_head from student.lora.target_modules"
+        )
+    return base.get_decoder(), head
+
+
 def step_outputs(
-    student: nn.Module, teacher: nn.Module | None, batch: dict[str, Tensor], needs: frozenset[str]
+    student: nn.Module,
+    teacher: nn.Module | None,
+    batch: dict[str, Any],
+    needs: frozenset[str],
+    dense_logits: bool = True,
 ) -> StepOutputs:
     """Teacher forward (no grad, when given) and student forward, asking only for `needs`.
 
     Args:
         student: the model being trained.
         teacher: the frozen white-box teacher, or None.
-        batch: `input_ids` and `attention_mask` of shape (B, T).
+        batch: `input_ids` and `attention_mask` of shape (B, T); `teacher_sparse` when the
+            teacher's signal comes from a logit cache.
         needs: the union of the active components' `requires`.
+        dense_logits: also compute (B, T, V) student logits; without them the student's last
+            hidden state and lm_head are handed over and token losses project chunk by chunk.
     """
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
-    out = StepOutputs(student_logits=None)  # type: ignore[arg-type]
+    out = StepOutputs(teacher_sparse=batch.get("teacher_sparse"))
     if teacher is not None:
+        # no_grad, not inference_mode: components may save teacher tensors for their backward.
         with torch.no_grad():
             t = teacher(
                 **inputs,
@@ -114,11 +200,16 @@ def step_outputs(
             )
         out.teacher_logits, out.teacher_hidden_states = t.logits, t.hidden_states
         out.teacher_attentions = t.attentions
-    s = student(
+    decoder, out.student_head = split_head(student)
+    s = decoder(
         **inputs,
         output_hidden_states="hidden_states" in needs,
         output_attentions="attentions" in needs,
     )
-    out.student_logits, out.student_hidden_states = s.logits, s.hidden_states
-    out.student_attentions = s.attentions
+    out.student_hidden = s.last_hidden_state
+    out.student_hidden_states, out.student_attentions = s.hidden_states, s.attentions
+    if dense_logits:
+        out.dense_student_logits()
+    if "second_pass" in needs:  # another dropout draw of the same batch (consistency losses)
+        out.student_second_logits = student(**inputs).logits
     return out

@@ -31,7 +31,7 @@ def test_command_help_is_hydras(tmp_path):
     out = run(["train", "--help"], tmp_path)
     assert out.returncode == 0
     assert "distill train is powered by Hydra" in out.stdout
-    assert "loss: ce, ce_kl, jsd, kl, reverse_kl, skew_kl, tv" in out.stdout
+    assert "loss: ce, ce_kl, jsd, kl, kl_attn, kl_feature, reverse_kl, skew_kl, tv" in out.stdout
 
 
 def test_unknown_command_suggests_the_closest(tmp_path):

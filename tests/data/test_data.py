@@ -293,7 +293,7 @@ def test_datamodule_split_is_stable_by_id(tmp_path, tokenizer):
     grown.setup("fit")
     assert {e["id"] for e in grown.val_set if int(e["id"][1:]) < 40} == val
     batch = next(iter(grown.train_dataloader()))
-    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert set(batch) == {"input_ids", "attention_mask", "labels", "code_mask", "group_tokens"}
     assert batch["input_ids"].shape[0] <= 4
 
 
