@@ -127,3 +127,34 @@ def test_train_on_a_missing_dataset_is_a_config_error(tmp_path):
     cfg = compose_config("train", [f"data.dataset={missing}"])
     with pytest.raises(ConfigError, match=r"data.dataset=.*nope.jsonl does not exist"):
         validate(cfg, *stage_checks("train"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["student.lora.target_modules=[q_proj,lm_head]"],
+            "student.lora.target_modules includes lm_head",
+        ),
+        (["loss.chunk_size=0"], "loss.chunk_size=0: use a number of rows > 0"),
+        (["train.on_policy.lmbda=1.5"], "train.on_policy.lmbda=1.5: use a value in [0, 1]"),
+        (
+            ["train.on_policy.lmbda=0.5", "teacher=claude_haiku", "loss=ce"],
+            "train.on_policy: the student's own samples need an online white-box teacher",
+        ),
+        (
+            ["+train.on_policy.schedule={kind:linear}"],
+            "train.on_policy.schedule multiplies lmbda, which is 0",
+        ),
+        (
+            ["+loss.components.kl.schedule={kind:cosin}"],
+            "loss.components.kl.schedule.kind=cosin: unknown schedule; did you mean cosine?",
+        ),
+    ],
+)
+def test_loss_and_training_options_are_checked_before_weights_load(overrides, message, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    cfg = compose_config("train", overrides)
+    with pytest.raises(ConfigError, match=None) as info:
+        validate(cfg, *stage_checks("train"))
+    assert message in str(info.value)

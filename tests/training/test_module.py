@@ -112,3 +112,52 @@ def test_heldout_scores_against_itself(parts):
     assert scores["tokens"] == tokens
     assert scores["ce"] == pytest.approx(ce_sum / tokens, rel=1e-5)
     assert "top1_agreement" not in heldout_scores(teacher, None, batches)
+
+
+def one_sgd_step(student, teacher, batches, accumulate: int) -> dict[str, torch.Tensor]:
+    """The change of every trainable weight after one optimizer step over `batches`."""
+    loss = build_loss({"ce": {"weight": 0.5}, "kl": {"weight": 0.5}})
+    module = DistillationModule(student, teacher, loss, partial(torch.optim.SGD, lr=1.0))
+    before = snapshot(student)
+    trainer = L.Trainer(
+        max_steps=1,
+        accumulate_grad_batches=accumulate,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    after = snapshot(student)
+    return {n: after[n] - before[n] for n, p in student.named_parameters() if p.requires_grad}
+
+
+def with_group_tokens(batches: list[dict]) -> list[dict]:
+    tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+    return [dict(b, group_tokens=torch.tensor(tokens)) for b in batches]
+
+
+def test_gradient_accumulation_gives_the_step_of_one_big_batch():
+    """Two micro-batches of 2 rows with accumulation == one batch of 4 rows, exactly: token
+    losses divide by the scored tokens of the whole accumulation group, not of each half."""
+    tokenizer = tiny_tokenizer()
+    full = fake_batch(tokenizer, batch_size=4, length=16)
+    full["labels"][0, 6:] = -100  # the halves hold different numbers of scored tokens
+    halves = [{k: v[rows] for k, v in full.items()} for rows in (slice(0, 2), slice(2, 4))]
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    teacher = tiny_llama(4, seed=1).requires_grad_(False)
+
+    def student():
+        torch.manual_seed(0)
+        return get_peft_model(tiny_llama(2, seed=2), lora)
+
+    big = one_sgd_step(student(), teacher, with_group_tokens([full]), accumulate=1)
+    accumulated = one_sgd_step(student(), teacher, with_group_tokens(halves), accumulate=2)
+    local_means = one_sgd_step(student(), teacher, halves, accumulate=2)
+    assert any(d.abs().sum() > 0 for d in big.values())  # lora_B moves (lora_A waits: B=0)
+    for name, delta in big.items():
+        torch.testing.assert_close(accumulated[name], delta, rtol=1e-4, atol=1e-7)
+    # Without the group count each half is its own mean: a different (biased) step.
+    assert any(not torch.allclose(local_means[n], d, rtol=1e-3) for n, d in big.items())
