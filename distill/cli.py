@@ -22,11 +22,12 @@ COMMANDS = {
     "train": "distil the teacher into the student (LoRA on the 4-bit student); saves adapters",
     "eval": "run the student's code on HumanEval in child processes; pass@k",
     "pipeline": "generate, train and eval in one run directory, then a before/after table",
+    "teacher-cache": "the white-box teacher's sparse logits (top-k or sampled) over the dataset",
     "losses": "list every registered loss component, what it needs and its arguments",
 }
 USAGE = (
     "usage: distill <command> [hydra overrides] [-m] [--help]\n\ncommands:\n"
-    + "".join(f"  {name:<9} {text}\n" for name, text in COMMANDS.items())
+    + "".join(f"  {name:<14} {text}\n" for name, text in COMMANDS.items())
     + "\n`distill <command> --help` shows that command's config groups and options.\n"
 )
 
@@ -45,6 +46,10 @@ def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
         from distill.evaluation.app import run_eval
 
         return run_eval
+    if stage == "teacher_cache":
+        from distill.data.cache_app import run_teacher_cache
+
+        return run_teacher_cache
     from distill.pipeline import run_pipeline
 
     return run_pipeline
@@ -101,7 +106,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     register_configs()
     sys.argv = [f"distill {command}", *rest]
-    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=command)(run_stage)
+    config_name = command.replace("-", "_")  # teacher-cache -> conf/teacher_cache.yaml
+    app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
+        run_stage
+    )
     app()
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from distill.losses import StepOutputs, build_loss, check_loss_config
+
 from .test_chunked import make
 
 
