@@ -36,7 +36,10 @@ def test_option_composes_and_validates(group, option, monkeypatch):
     overrides = [f"{group}={option}", *REQUIRED.get((group, option), [])]
     if group == "teacher" and option.startswith("claude"):
         overrides.append("loss=ce")  # Claude is text-only
-    for stage in ("generate", "train", "eval", "pipeline"):
+    stages = ["generate", "train", "eval", "pipeline"]
+    if not (group == "teacher" and option.startswith("claude")):
+        stages.append("teacher_cache")  # needs a white-box teacher
+    for stage in stages:
         cfg = compose_config(stage, overrides)
         assert cfg.stage == stage
         validate(cfg, *stage_checks(stage))
