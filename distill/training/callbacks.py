@@ -6,6 +6,9 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import torch
+from safetensors.torch import save_file
+from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +35,15 @@ class LossHistory(L.Callback):
         }
 
 
+LOSS_STATE = "loss_state.safetensors"
+
+
 class AdapterSaver(L.Callback):
-    """Saves only the trainable adapters (PEFT format) and the tokenizer when training ends.
+    """Saves only what was trained: the adapters (PEFT format), the tokenizer, and the loss's
+    own trainable weights (feature projections, head mixing, adaptive weights) with its step.
 
     Args:
-        out_dir: where `adapter_config.json` and the adapter weights go.
+        out_dir: where `adapter_config.json`, the adapter weights and `loss_state.safetensors` go.
         tokenizer: saved beside them, so the folder loads on its own.
     """
 
@@ -47,4 +54,14 @@ class AdapterSaver(L.Callback):
         if trainer.is_global_zero:
             pl_module.student.save_pretrained(self.out_dir)
             self.tokenizer.save_pretrained(self.out_dir)
+            state = loss_state(pl_module.loss)
+            if len(state) > 1:  # more than the step: the loss trained weights of its own
+                save_file(state, str(self.out_dir / LOSS_STATE))
             log.info("adapters saved to %s", self.out_dir)
+
+
+def loss_state(loss: nn.Module) -> dict[str, torch.Tensor]:
+    """The loss's trainable parameters and its buffers (the schedules' step), detached copies."""
+    state = {n: p.detach().contiguous() for n, p in loss.named_parameters() if p.requires_grad}
+    state.update({n: b.detach().contiguous() for n, b in loss.named_buffers()})
+    return state

@@ -161,3 +161,30 @@ def test_gradient_accumulation_gives_the_step_of_one_big_batch():
         torch.testing.assert_close(accumulated[name], delta, rtol=1e-4, atol=1e-7)
     # Without the group count each half is its own mean: a different (biased) step.
     assert any(not torch.allclose(local_means[n], d, rtol=1e-3) for n, d in big.items())
+
+
+def test_the_loss_own_weights_are_saved_beside_the_adapters(parts, tmp_path):
+    """Projections, head mixing and adaptive weights are trained, so they are saved too."""
+    from safetensors.torch import load_file
+
+    from distill.training.callbacks import LOSS_STATE, AdapterSaver
+
+    teacher, student, batches = parts
+    loss = build_loss({"ce": {"weight": 0.5}, "kl": {"weight": 0.5}}, adaptive=True)
+    module = DistillationModule(student, teacher, loss, partial(torch.optim.AdamW, lr=1e-2))
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[AdapterSaver(tmp_path, tiny_tokenizer())],
+    )
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None))
+    saved = load_file(tmp_path / LOSS_STATE)
+    assert set(saved) == {"log_vars", "step"}
+    torch.testing.assert_close(saved["log_vars"], loss.log_vars.detach())
+    assert saved["log_vars"].abs().sum() > 0  # trained away from its zero start
+    assert (tmp_path / "adapter_config.json").is_file()
