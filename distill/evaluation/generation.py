@@ -1,16 +1,38 @@
-"""Batched generation with a Hugging Face causal LM."""
+"""Batched generation with a Hugging Face causal LM: KV cache, left padding, greedy or sampling."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How rows are decoded.
+
+    Attributes:
+        max_new_tokens: Generation budget per row.
+        do_sample: Sample (``temperature``, ``top_p``, no top-k) instead of greedy decoding.
+        temperature: Sampling temperature.
+        top_p: Nucleus sampling mass.
+        stop_strings: Strings that end a row early (the caller still cuts at them).
+        add_special_tokens: Let the tokenizer add BOS etc.; False for chat-templated text.
+    """
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float = 0.8
+    top_p: float = 0.95
+    stop_strings: tuple[str, ...] = ()
+    add_special_tokens: bool = True
 
 
 def generate(
@@ -26,11 +48,7 @@ def generate(
     add_special_tokens: bool = True,
     stop_strings: Sequence[str] | None = None,
 ) -> list[list[str]]:
-    """Generate ``num_samples`` continuations of every prompt.
-
-    Rows are sorted by prompt length (longest first, so memory peaks in the first batch) and
-    left-padded, and results are returned in the input order. The model is put in eval mode and
-    its previous mode restored afterwards.
+    """Generate ``num_samples`` continuations of every prompt (1 decodes greedily, more sample).
 
     Args:
         model: A causal LM, possibly PEFT-wrapped or quantized.
@@ -38,7 +56,7 @@ def generate(
         prompts: Texts to continue, shape ``(num_prompts,)``.
         max_new_tokens: Generation budget per row.
         batch_size: Rows (prompt copies) per ``generate`` call.
-        num_samples: Continuations per prompt; 1 decodes greedily, more sample.
+        num_samples: Continuations per prompt.
         temperature: Sampling temperature (only when ``num_samples > 1``).
         top_p: Nucleus sampling mass (only when ``num_samples > 1``).
         add_special_tokens: Let the tokenizer add BOS etc.; False for chat-templated text.
@@ -47,60 +65,99 @@ def generate(
     Returns:
         Decoded new tokens without special tokens, shape ``(num_prompts, num_samples)``.
     """
-    if num_samples < 1 or batch_size < 1 or max_new_tokens < 1:
-        raise ValueError(
-            f"num_samples={num_samples}, batch_size={batch_size} and "
-            f"max_new_tokens={max_new_tokens} must all be positive."
-        )
-    rows = [i for i in range(len(prompts)) for _ in range(num_samples)]
-    lengths = [
-        len(ids)
-        for ids in tokenizer(list(prompts), add_special_tokens=add_special_tokens)["input_ids"]
-    ]
-    order = sorted(range(len(rows)), key=lambda r: -lengths[rows[r]])
-    device = _device(model)
+    if num_samples < 1:
+        raise ValueError(f"num_samples={num_samples} must be positive.")
+    sampling = Sampling(
+        max_new_tokens,
+        num_samples > 1,
+        temperature,
+        top_p,
+        tuple(stop_strings or ()),
+        add_special_tokens,
+    )
+    rows = [prompt for prompt in prompts for _ in range(num_samples)]
     texts = [""] * len(rows)
+    for indices, decoded in iter_generate(model, tokenizer, rows, sampling, batch_size):
+        for r, text in zip(indices, decoded, strict=True):
+            texts[r] = text
+    return [texts[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
+
+
+def iter_generate(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    sampling: Sampling,
+    batch_size: int,
+) -> Iterator[tuple[list[int], list[str]]]:
+    """Generate one continuation per row, yielding each batch as soon as it is done.
+
+    Rows are sorted by prompt length (longest first, so memory peaks in the first batch) and
+    left-padded; the KV cache is on. The model is put in eval mode and its previous mode restored
+    when the iterator ends or is closed.
+
+    Args:
+        model: A causal LM, possibly PEFT-wrapped or quantized.
+        tokenizer: Its tokenizer; eos is used as pad when it has no pad token.
+        prompts: One text per row, shape ``(num_rows,)``; repeat a prompt to sample it n times.
+        sampling: Decoding settings.
+        batch_size: Rows per ``generate`` call.
+
+    Yields:
+        ``(row indices, decoded new tokens)`` of one batch, special tokens skipped.
+    """
+    if batch_size < 1 or sampling.max_new_tokens < 1:
+        raise ValueError(
+            f"batch_size={batch_size} and max_new_tokens={sampling.max_new_tokens} must be "
+            "positive."
+        )
+    if not prompts:
+        return
+    add_special = sampling.add_special_tokens
+    lengths = [
+        len(ids) for ids in tokenizer(list(prompts), add_special_tokens=add_special)["input_ids"]
+    ]
+    order = sorted(range(len(prompts)), key=lambda r: -lengths[r])
     was_training = model.training
     model.eval()
     try:
         with _left_padding(tokenizer), torch.inference_mode():
-            config = _generation_config(
-                model, tokenizer, max_new_tokens, num_samples, temperature, top_p, stop_strings
-            )
-            for start in tqdm(range(0, len(order), batch_size), desc="generate", unit="batch"):
-                batch = order[start : start + batch_size]
-                enc = tokenizer(
-                    [prompts[rows[r]] for r in batch],
-                    return_tensors="pt",
-                    padding=True,
-                    add_special_tokens=add_special_tokens,
-                )
-                out = model.generate(
-                    input_ids=enc["input_ids"].to(device),
-                    attention_mask=enc["attention_mask"].to(device),
-                    generation_config=config,
-                    tokenizer=tokenizer if stop_strings else None,
-                )
-                new_tokens = out[:, enc["input_ids"].shape[1] :]
-                decoded = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-                for r, text in zip(batch, decoded, strict=True):
-                    texts[r] = text
+            config = _generation_config(model, tokenizer, sampling)
+            with tqdm(total=len(order), desc="generate", unit="sample") as bar:
+                for start in range(0, len(order), batch_size):
+                    batch = order[start : start + batch_size]
+                    rows = [prompts[r] for r in batch]
+                    texts = _generate_batch(model, tokenizer, rows, config, add_special)
+                    bar.update(len(batch))
+                    yield batch, texts
     finally:
         model.train(was_training)
-    results: list[list[str]] = [[] for _ in prompts]
-    for r, text in enumerate(texts):
-        results[rows[r]].append(text)
-    return results
+
+
+def _generate_batch(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    config: GenerationConfig,
+    add_special_tokens: bool,
+) -> list[str]:
+    """One left-padded ``generate`` call; the new tokens of each row, decoded."""
+    enc = tokenizer(
+        prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
+    )
+    device = _device(model)
+    out = model.generate(
+        input_ids=enc["input_ids"].to(device),
+        attention_mask=enc["attention_mask"].to(device),
+        generation_config=config,
+        tokenizer=tokenizer if config.stop_strings else None,
+    )
+    new_tokens = out[:, enc["input_ids"].shape[1] :]  # (rows, new tokens)
+    return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
 
 def _generation_config(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    max_new_tokens: int,
-    num_samples: int,
-    temperature: float,
-    top_p: float,
-    stop_strings: Sequence[str] | None,
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sampling: Sampling
 ) -> GenerationConfig:
     """A fresh config, so a checkpoint's own sampling defaults cannot change the evaluation.
 
@@ -111,18 +168,23 @@ def _generation_config(
     model_config = getattr(model, "generation_config", None)
     if model_config is not None:
         eos_ids += [i for i in _as_list(model_config.eos_token_id) if i not in eos_ids]
-    sampling = (
-        {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
-        if num_samples > 1
+    decoding = (
+        {
+            "do_sample": True,
+            "temperature": sampling.temperature,
+            "top_p": sampling.top_p,
+            "top_k": 0,
+        }
+        if sampling.do_sample
         else {"do_sample": False}
     )
     return GenerationConfig(
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=sampling.max_new_tokens,
         eos_token_id=eos_ids or None,
         pad_token_id=tokenizer.pad_token_id,
         use_cache=True,
-        stop_strings=list(stop_strings) if stop_strings else None,
-        **sampling,
+        stop_strings=list(sampling.stop_strings) or None,
+        **decoding,
     )
 
 

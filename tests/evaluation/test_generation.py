@@ -1,4 +1,4 @@
-from distill.evaluation.generation import generate
+from distill.evaluation.generation import Sampling, generate, iter_generate
 
 from .conftest import build_char_tokenizer
 
@@ -51,3 +51,33 @@ def test_stop_strings_accepted(tiny_llama, char_tokenizer) -> None:
         stop_strings=["\ndef ", "\n#"],
     )
     assert len(out) == 3
+
+
+def test_iter_generate_yields_batches_longest_first(tiny_llama, char_tokenizer) -> None:
+    prompts = ["ab", "abcdef", "a", "abcd", "abc"]
+    sampling = Sampling(max_new_tokens=3)
+    batches = list(iter_generate(tiny_llama, char_tokenizer, prompts, sampling, batch_size=2))
+    assert [indices for indices, _ in batches] == [[1, 3], [4, 0], [2]]
+    texts = {i: t for indices, decoded in batches for i, t in zip(indices, decoded, strict=True)}
+    assert [texts[i] for i in range(5)] == [
+        s[0] for s in generate(tiny_llama, char_tokenizer, prompts, 3, batch_size=5)
+    ]
+
+
+def test_closing_iter_generate_early_restores_the_model(tiny_llama, char_tokenizer) -> None:
+    tiny_llama.train()
+    rows = iter_generate(tiny_llama, char_tokenizer, PROMPTS, Sampling(4), batch_size=1)
+    next(rows)
+    assert not tiny_llama.training
+    rows.close()  # what a KeyboardInterrupt in the consumer does
+    assert tiny_llama.training and char_tokenizer.padding_side == "right"
+    tiny_llama.eval()
+
+
+def test_sampled_rows_differ_and_greedy_rows_repeat(tiny_llama, char_tokenizer) -> None:
+    prompts = ["def f(x):\n"] * 6
+    greedy = list(iter_generate(tiny_llama, char_tokenizer, prompts, Sampling(8), 6))[0][1]
+    assert len(set(greedy)) == 1
+    sampled = Sampling(8, do_sample=True, temperature=1.5, top_p=1.0)
+    texts = list(iter_generate(tiny_llama, char_tokenizer, prompts, sampled, 6))[0][1]
+    assert len(set(texts)) > 1

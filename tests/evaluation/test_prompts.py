@@ -1,14 +1,23 @@
 import pytest
 
-from distill.evaluation.benchmarks import load_humaneval
+from distill.config import EvalConfig
+from distill.evaluation.benchmarks import Problem, load_humaneval, load_problems, mbpp_records
 from distill.evaluation.execution import build_program, run_programs
 from distill.evaluation.prompts import (
+    MBPP_SHOTS,
+    POSTPROCESS_VERSION,
+    STOP_SEQUENCES,
     build_prompt,
     chat_completion,
     extract_code,
     postprocess,
+    sample_key,
+    stop_sequences,
     truncate_at_stop,
 )
+from distill.evaluation.scoring import score
+
+from .test_benchmarks import MBPP_DIR, needs_mbpp
 
 PROBLEMS = load_humaneval(8)
 
@@ -88,3 +97,86 @@ def test_chat_wrong_function_fails() -> None:
     answer = "```python\ndef truncate_number(number: float) -> float:\n    return number\n```"
     program = build_program(problem, postprocess(answer, problem, "chat"))
     assert run_programs([program], timeout_s=10.0, workers=1)[0].result == "failed: AssertionError"
+
+
+# --- MBPP -----------------------------------------------------------------------------------
+
+MBPP = load_problems("mbpp", 5, MBPP_DIR) if MBPP_DIR.is_dir() else []
+
+
+@needs_mbpp
+def test_mbpp_shots_are_task_ids_2_3_4() -> None:
+    records = mbpp_records("mbpp", MBPP_DIR)
+    for (text, code, asserts), task_id in zip(MBPP_SHOTS, (2, 3, 4), strict=True):
+        assert text == records[task_id]["text"]
+        assert code == records[task_id]["code"]
+        assert list(asserts) == records[task_id]["test_list"]
+
+
+@needs_mbpp
+def test_mbpp_completion_prompt_layout(char_tokenizer) -> None:
+    problem = MBPP[0]
+    prompt = build_prompt(problem, char_tokenizer, "completion")
+    blocks = prompt.split("\n\n")
+    intro = "You are an expert Python programmer, and here is your task: "
+    # Three solved shots, then the task: lm-evaluation-harness's layout of the paper's prompt.
+    assert prompt.count(intro) == 4 and prompt.count("[DONE]") == 3
+    assert prompt.startswith(intro + MBPP_SHOTS[0][0] + " Your code should pass these tests:")
+    assert "[BEGIN]\ndef similar_elements(test_tup1, test_tup2):\n" in prompt
+    expected_tail = (
+        f"{intro}{problem.prompt} Your code should pass these tests:\n\n"
+        + "\n".join(problem.asserts)
+        + "\n[BEGIN]\n"
+    )
+    assert prompt.endswith(expected_tail)
+    assert blocks[-2] == intro + problem.prompt + " Your code should pass these tests:"
+    assert stop_sequences("mbpp", "completion") == ("[DONE]",)
+    assert stop_sequences("humaneval", "completion") == STOP_SEQUENCES
+    assert stop_sequences("mbpp_sanitized", "chat") == ()
+
+
+@needs_mbpp
+def test_mbpp_chat_prompt_holds_task_and_asserts(char_tokenizer) -> None:
+    problem = MBPP[1]
+    text = build_prompt(problem, char_tokenizer, "chat")
+    assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
+    assert problem.prompt in text and all(a in text for a in problem.asserts)
+    assert "[BEGIN]" not in text and "```python" in text
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("def f(x):\n    return x\n[DONE]\n\nYou are an expert", "def f(x):\n    return x\n"),
+        ("def f(x):\n    return x\n", "def f(x):\n    return x\n"),
+        ("\ndef f(x): return x [DONE]", "def f(x): return x \n"),
+        ("```python\ndef f(x):\n    return x\n```\nIt works.\n[DONE]", "def f(x):\n    return x\n"),
+    ],
+)
+def test_mbpp_completion_postprocess(raw: str, expected: str) -> None:
+    problem = Problem("Mbpp/0", "text", "assert f(1) == 1", "f", "", benchmark="mbpp")
+    assert postprocess(raw, problem, "completion") == expected
+    assert sample_key(problem) == "solution" and sample_key(PROBLEMS[0]) == "completion"
+
+
+@needs_mbpp
+def test_mbpp_reference_solutions_pass_through_both_formats() -> None:
+    samples = []
+    for p in MBPP:
+        samples.append(
+            {
+                "task_id": p.task_id,
+                "solution": postprocess(
+                    p.canonical_solution + "\n[DONE]\n\nYou are", p, "completion"
+                ),
+            }
+        )
+        answer = f"Sure:\n```python\n{p.canonical_solution}\n```\nDone."
+        samples.append({"task_id": p.task_id, "solution": postprocess(answer, p, "chat")})
+    rows, metrics = score(MBPP, samples, EvalConfig(k=[1], workers=2), progress=False)
+    assert [r["passed"] for r in rows] == [True] * len(samples)
+    assert metrics["eval/mbpp/pass@1"] == 1.0
+
+
+def test_postprocess_version_is_recorded_string() -> None:
+    assert isinstance(POSTPROCESS_VERSION, str) and POSTPROCESS_VERSION == "2"

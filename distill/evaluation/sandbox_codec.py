@@ -1,0 +1,107 @@
+"""Plain-value codec between the sandbox and the evaluator (standard library only).
+
+Strict scoring moves arguments into the sandbox and return values out of it as tagged JSON that
+holds nothing but builtin values: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
+``bytes``, ``bytearray``, ``list``, ``tuple``, ``set``, ``frozenset`` and ``dict`` (``Counter``,
+``OrderedDict`` and ``defaultdict`` arrive as plain ``dict``). The encoder
+checks exact types (``type(x) is int``), so a subclass or any object with its own ``__eq__``
+cannot cross; the decoder rebuilds fresh builtin objects and rejects anything malformed. This file
+is loaded by path inside the sandbox worker, so it must import nothing outside the standard library.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+MAX_DEPTH = 100
+# Standard dict subclasses cross as plain dicts (MBPP's references return Counter): their
+# contents are read with dict's own C methods, so even a patched class cannot lie about them.
+_DICT_LIKE = (collections.Counter, collections.OrderedDict, collections.defaultdict)
+MAX_ITEMS = 1_000_000
+
+
+class CodecError(ValueError):
+    """A value that is not plain builtin data, or a malformed encoding."""
+
+
+def encode_value(value: Any) -> Any:
+    """Encode a plain builtin value as JSON-ready tagged lists.
+
+    Raises:
+        CodecError: For any other type (named in the message), too deep a nesting or too many
+            items.
+    """
+    budget = [MAX_ITEMS]
+    return _encode(value, 0, budget)
+
+
+def _encode(v: Any, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if depth > MAX_DEPTH or budget[0] < 0:
+        raise CodecError("value too deep or too large")
+    t = type(v)
+    if v is None:
+        return ["N"]
+    if t is bool:
+        return ["b", 1 if v else 0]
+    if t is int:
+        return ["i", int.__format__(v, "x")]  # hex: exempt from the int-to-str digit limit
+    if t is float:
+        return ["f", float.hex(v)]
+    if t is complex:
+        return ["c", float.hex(v.real), float.hex(v.imag)]
+    if t is str:
+        return ["s", str.__str__(v)]
+    if t is bytes or t is bytearray:
+        return ["y" if t is bytes else "Y", bytes.hex(bytes(v))]
+    if t is list or t is tuple or t is set or t is frozenset:
+        tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[t]
+        return [tag, [_encode(x, depth + 1, budget) for x in v]]
+    if t is dict or t in _DICT_LIKE:
+        return [
+            "d",
+            [
+                [_encode(k, depth + 1, budget), _encode(x, depth + 1, budget)]
+                for k, x in dict.items(v)
+            ],
+        ]
+    raise CodecError(f"{t.__name__} is not a plain builtin value")
+
+
+def decode_value(data: Any, depth: int = 0) -> Any:
+    """Rebuild a value from :func:`encode_value`'s output.
+
+    Raises:
+        CodecError: If ``data`` is not a well-formed encoding (e.g. forged by a sample).
+    """
+    try:
+        return _decode(data, depth)
+    except CodecError:
+        raise
+    except Exception as e:  # unhashable set members, bad hex, wrong arity ...
+        raise CodecError(f"malformed value: {type(e).__name__}") from None
+
+
+def _decode(d: Any, depth: int) -> Any:
+    if depth > MAX_DEPTH or type(d) is not list or not d or type(d[0]) is not str:
+        raise CodecError("malformed value")
+    tag, rest = d[0], d[1:]
+    if tag == "N" and not rest:
+        return None
+    if tag == "b" and rest in ([0], [1]):
+        return rest == [1]
+    if len(rest) == 1 and type(rest[0]) is str:
+        scalar = {"i": lambda s: int(s, 16), "f": float.fromhex, "s": str}
+        scalar.update({"y": bytes.fromhex, "Y": lambda s: bytearray.fromhex(s)})
+        if tag in scalar:
+            return scalar[tag](rest[0])
+    if tag == "c" and len(rest) == 2:
+        return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
+    if len(rest) == 1 and type(rest[0]) is list:
+        if tag == "d":
+            return {_decode(k, depth + 1): _decode(v, depth + 1) for k, v in rest[0]}
+        kinds = {"l": list, "t": tuple, "S": set, "F": frozenset}
+        if tag in kinds:
+            return kinds[tag](_decode(x, depth + 1) for x in rest[0])
+    raise CodecError("malformed value")

@@ -1,0 +1,120 @@
+"""`distill compare`: runs and multirun sweeps side by side (table, Markdown, CSV, PNG)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from distill.config import UserError
+from distill.evaluation.compare import compare, job_names, load_runs, metric_keys, table_rows
+
+
+def _run(path: Path, metrics: dict, overrides: list[str] | None = None) -> Path:
+    path.mkdir(parents=True)
+    (path / "metrics.json").write_text(json.dumps(metrics))
+    if overrides is not None:
+        (path / ".hydra").mkdir()
+        (path / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> list[Path]:
+    single = _run(
+        tmp_path / "outputs" / "eval" / "baseline",
+        {
+            "eval/humaneval/pass@1": 0.25,
+            "eval/humaneval/strict/pass@1": 0.2,
+            "eval/humaneval/pass@10": 0.5,
+            "eval/humaneval/isolation": "netns",
+            "train/loss_last": 1.5,
+        },
+    )
+    sweep = tmp_path / "multirun" / "pipeline" / "t0"
+    for num, loss in enumerate(["ce", "kl", "ce_kl"]):
+        _run(
+            sweep / str(num),
+            {"eval/humaneval/pass@1": 0.1 * num, "eval/mbpp/pass@1": 0.3},
+            ["experiment=tiny_smoke", f"loss={loss}"],
+        )
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return [single, sweep]
+
+
+def test_sweep_expands_to_jobs_named_by_their_overrides(runs) -> None:
+    loaded = load_runs(runs)
+    assert [r.name for r in loaded] == ["baseline", "loss=ce", "loss=kl", "loss=ce_kl"]
+    assert loaded[2].metrics["eval/humaneval/pass@1"] == pytest.approx(0.1)
+
+
+def test_default_metrics_are_pass_at_k_in_order(runs) -> None:
+    keys = metric_keys(load_runs(runs))
+    assert keys == [
+        "eval/humaneval/pass@1",
+        "eval/humaneval/pass@10",
+        "eval/humaneval/strict/pass@1",
+        "eval/mbpp/pass@1",
+    ]
+    rows = table_rows(load_runs(runs), keys)
+    assert rows[1] == ["baseline", "25.0%", "50.0%", "20.0%", "-"]
+    assert rows[3] == ["loss=kl", "10.0%", "-", "-", "30.0%"]
+
+
+def test_compare_writes_markdown_csv_and_png(runs, tmp_path) -> None:
+    out = tmp_path / "report"
+    table = compare(runs, out, ["eval/humaneval/pass@1", "train/loss_last"])
+    assert table.splitlines()[0].split() == ["run", "eval/humaneval/pass@1", "train/loss_last"]
+    assert "loss=ce_kl  20.0%" in table
+    md = (out / "comparison.md").read_text()
+    assert "| baseline | 25.0% | 1.5 |" in md and "| loss=ce | 0.0% | - |" in md
+    with (out / "comparison.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["run"] for r in rows] == ["baseline", "loss=ce", "loss=kl", "loss=ce_kl"]
+    assert float(rows[0]["eval/humaneval/pass@1"]) == 0.25 and rows[1]["train/loss_last"] == ""
+    png = (out / "comparison.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_same_names_get_their_parent(tmp_path) -> None:
+    a = _run(tmp_path / "a" / "run", {"eval/humaneval/pass@1": 0.1})
+    b = _run(tmp_path / "b" / "run", {"eval/humaneval/pass@1": 0.2})
+    assert [r.name for r in load_runs([a, b])] == ["a/run", "b/run"]
+
+
+def test_jobs_without_differing_overrides_use_folder_names(tmp_path) -> None:
+    jobs = [_run(tmp_path / str(i), {}, ["experiment=tiny_smoke"]) for i in range(2)]
+    assert job_names(jobs) == ["job 0", "job 1"]
+
+
+def test_missing_metrics_name_the_fix(tmp_path) -> None:
+    with pytest.raises(UserError, match="no metrics.json here or in its subfolders"):
+        load_runs([tmp_path])
+    run = _run(tmp_path / "r", {"train/loss_last": 1.0})
+    with pytest.raises(UserError, match="--metric"):
+        compare([run], tmp_path / "out")
+
+
+def test_distill_compare_command(runs, tmp_path) -> None:
+    out = tmp_path / "cli"
+    args = [*map(str, runs), "--metric", "eval/humaneval/pass@1", "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "distill", "compare", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "loss=kl" in done.stdout and "10.0%" in done.stdout
+    assert {p.name for p in out.iterdir()} == {"comparison.md", "comparison.csv", "comparison.png"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "distill", "compare", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "no metrics.json" in bad.stderr
