@@ -1,247 +1,75 @@
 """Instruction templates: (language x task kind x difficulty) prompts, sampled to exact quotas.
 
-This is the first, Python-only set: function specs seeded by topic, rendered as one of several task
-kinds. A mixture is a weight per axis; `sample_instructions` turns weights into exact counts
-(largest remainder), so a run of N examples hits the asked mixture, deterministically for a seed.
+A mixture is a weight per axis. `mixture.mixture_quotas` turns the weights into one integer count
+per joint cell (largest remainder, controlled so that each axis's totals are its own quotas): a
+10,000-example run gets exactly the asked share of every language, kind and difficulty. Each cell
+draws distinct prompts from its spec pool x topic seeds (and, with `data.seed_snippets`, from real
+code snippets, OSS-Instruct style). Prompts depend only on the seed and the cell, and a bigger run
+extends a smaller one's prompts: a grown run pays only for the new ones.
 """
 
 from __future__ import annotations
 
-import itertools
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-# (difficulty, signature, what it does): short specs in the HumanEval style.
-PYTHON_SPECS: list[tuple[str, str, str]] = [
-    (
-        "easy",
-        "sum_of_squares(nums: list[int]) -> int",
-        "returns the sum of the squares of the numbers",
-    ),
-    (
-        "easy",
-        "is_palindrome(text: str) -> bool",
-        "tells whether a string reads the same backwards, ignoring case",
-    ),
-    (
-        "easy",
-        "count_vowels(text: str) -> int",
-        "counts the vowels (a, e, i, o, u, either case) in a string",
-    ),
-    (
-        "easy",
-        "max_of_three(a: int, b: int, c: int) -> int",
-        "returns the largest of three integers",
-    ),
-    (
-        "easy",
-        "reverse_words(sentence: str) -> str",
-        "reverses the order of the words in a sentence",
-    ),
-    ("easy", "factorial(n: int) -> int", "returns n! for a non-negative integer n"),
-    (
-        "easy",
-        "celsius_to_fahrenheit(c: float) -> float",
-        "converts a temperature from Celsius to Fahrenheit",
-    ),
-    ("easy", "even_numbers(nums: list[int]) -> list[int]", "keeps only the even numbers, in order"),
-    (
-        "easy",
-        "first_duplicate(items: list[int]) -> int | None",
-        "returns the first value seen twice, or None",
-    ),
-    ("easy", "capitalize_words(text: str) -> str", "capitalizes the first letter of every word"),
-    ("easy", "average(nums: list[float]) -> float", "returns the mean of a non-empty list"),
-    ("easy", "count_words(text: str) -> dict[str, int]", "counts how often each word occurs"),
-    ("easy", "is_prime(n: int) -> bool", "tells whether n is a prime number"),
-    (
-        "easy",
-        "digit_sum(n: int) -> int",
-        "returns the sum of the decimal digits of a non-negative integer",
-    ),
-    (
-        "easy",
-        "remove_duplicates(items: list[int]) -> list[int]",
-        "drops repeated values, keeping first occurrences in order",
-    ),
-    ("easy", "longest_word(text: str) -> str", "returns the longest word (the first one on ties)"),
-    (
-        "medium",
-        "fibonacci(n: int) -> int",
-        "returns the n-th Fibonacci number (fibonacci(0) == 0) in O(n) time",
-    ),
-    (
-        "medium",
-        "is_anagram(a: str, b: str) -> bool",
-        "tells whether two strings are anagrams, ignoring spaces and case",
-    ),
-    ("medium", "flatten(nested: list) -> list", "flattens arbitrarily nested lists into one list"),
-    (
-        "medium",
-        "run_length_encode(text: str) -> str",
-        "encodes runs of characters, e.g. 'aaab' -> 'a3b1'",
-    ),
-    (
-        "medium",
-        "merge_sorted(a: list[int], b: list[int]) -> list[int]",
-        "merges two sorted lists into one sorted list",
-    ),
-    (
-        "medium",
-        "binary_search(nums: list[int], target: int) -> int",
-        "returns the index of target in a sorted list, or -1",
-    ),
-    ("medium", "balanced_brackets(text: str) -> bool", "tells whether (), [] and {} are balanced"),
-    (
-        "medium",
-        "rotate_list(items: list[int], k: int) -> list[int]",
-        "rotates a list to the right by k places",
-    ),
-    (
-        "medium",
-        "gcd(a: int, b: int) -> int",
-        "returns the greatest common divisor with Euclid's algorithm",
-    ),
-    (
-        "medium",
-        "chunk(items: list[int], size: int) -> list[list[int]]",
-        "splits a list into chunks of the given size",
-    ),
-    (
-        "medium",
-        "most_common_char(text: str) -> str",
-        "returns the most frequent character (the first one on ties)",
-    ),
-    (
-        "medium",
-        "pascal_row(n: int) -> list[int]",
-        "returns row n of Pascal's triangle (row 0 is [1])",
-    ),
-    (
-        "medium",
-        "to_binary(n: int) -> str",
-        "returns the binary representation of a non-negative integer without a prefix",
-    ),
-    (
-        "medium",
-        "second_largest(nums: list[int]) -> int | None",
-        "returns the second largest distinct value, or None",
-    ),
-    (
-        "medium",
-        "caesar_cipher(text: str, shift: int) -> str",
-        "shifts letters by `shift`, keeping case and other characters",
-    ),
-    (
-        "medium",
-        "matrix_transpose(m: list[list[int]]) -> list[list[int]]",
-        "returns the transpose of a rectangular matrix",
-    ),
-    (
-        "hard",
-        "longest_common_prefix(words: list[str]) -> str",
-        "returns the longest prefix shared by all words",
-    ),
-    (
-        "hard",
-        "longest_increasing_subsequence(nums: list[int]) -> int",
-        "returns the length of the longest strictly increasing subsequence",
-    ),
-    (
-        "hard",
-        "edit_distance(a: str, b: str) -> int",
-        "returns the Levenshtein distance between two strings",
-    ),
-    (
-        "hard",
-        "word_break(text: str, words: list[str]) -> bool",
-        "tells whether text splits into a sequence of the given words",
-    ),
-    (
-        "hard",
-        "coin_change(coins: list[int], amount: int) -> int",
-        "returns the fewest coins that make the amount, or -1",
-    ),
-    (
-        "hard",
-        "spiral_order(m: list[list[int]]) -> list[int]",
-        "returns the elements of a matrix in spiral order",
-    ),
-    (
-        "hard",
-        "valid_sudoku_row(row: list[int]) -> bool",
-        "tells whether a row holds 1..9 each exactly once",
-    ),
-    ("hard", "roman_to_int(numeral: str) -> int", "converts a Roman numeral to an integer"),
-    (
-        "hard",
-        "max_subarray_sum(nums: list[int]) -> int",
-        "returns the largest sum of a contiguous non-empty subarray",
-    ),
-    (
-        "hard",
-        "permutations(items: list[int]) -> list[list[int]]",
-        "returns all permutations, in lexicographic order of positions",
-    ),
-    (
-        "hard",
-        "top_k_frequent(nums: list[int], k: int) -> list[int]",
-        "returns the k most frequent values, most frequent first",
-    ),
-    (
-        "hard",
-        "evaluate_rpn(tokens: list[str]) -> int",
-        "evaluates an expression in reverse Polish notation (+ - * and integer /)",
-    ),
-]
+from distill.data.languages import LANGUAGES as LANGUAGE_TABLE
+from distill.data.mixture import mixture_quotas, quotas  # noqa: F401 (quotas: public API)
+from distill.data.prompts import POOLS, TASK_KINDS, render, render_snippet
+from distill.data.template_specs import ALGORITHMS, DATA_STRUCTURES, FUNCTION_SPECS, TOPICS
 
-TASK_KINDS: dict[str, str] = {
-    "implement": (
-        "Write a Python function `{signature}` that {description}.\n"
-        "Answer with the complete function in a ```python fenced code block."
-    ),
-    "complete": (
-        "Complete this Python function:\n\n```python\ndef {signature}:\n"
-        '    """{description_cap}."""\n```\n'
-        "Answer with the complete function in a ```python fenced code block."
-    ),
-    "explain_then_code": (
-        "Explain in two sentences how you would write a Python function `{signature}` that "
-        "{description}, then give the function in a ```python fenced code block."
-    ),
-}
-LANGUAGES = ("python",)
+LANGUAGES = tuple(LANGUAGE_TABLE)
 DIFFICULTIES = ("easy", "medium", "hard")
+PYTHON_SPECS = [(s.difficulty, s.name, s.description) for s in FUNCTION_SPECS]  # the old table
+SPEC_POOLS = {
+    "functions": FUNCTION_SPECS,
+    "data_structures": DATA_STRUCTURES,
+    "algorithms": ALGORITHMS,
+}
+
+# Output budget (max_tokens) per kind at "easy"; scaled by difficulty and language verbosity.
+KIND_TOKENS = {
+    "implement": 512, "complete": 512, "explain_then_code": 640, "algorithm": 768,
+    "write_tests": 896, "data_structure": 896, "fix_bug": 768, "refactor": 896, "optimise": 896,
+}  # fmt: skip
+DIFFICULTY_SCALE = {"easy": 1.0, "medium": 1.5, "hard": 2.0}
+LANGUAGE_SCALE = {
+    "python": 1.0,
+    "javascript": 1.1,
+    "go": 1.2,
+    "rust": 1.2,
+    "cpp": 1.25,
+    "java": 1.3,
+}
+SNIPPET_TOKENS = 256  # the problem statement an OSS-Instruct answer writes first
 
 
 @dataclass(frozen=True)
 class Instruction:
-    """One prompt for the teacher, with the mixture cell it belongs to."""
+    """One prompt for the teacher, with the mixture cell it belongs to.
+
+    Attributes:
+        max_tokens: the output budget for this prompt (a teacher reserves rate limits from it).
+        source: what the prompt was built from: `spec:<name>[@<topic index>]` or `snippet:<n>`.
+    """
 
     language: str
     task_kind: str
     difficulty: str
     prompt: str
+    max_tokens: int = 1024
+    source: str = ""
 
 
-def render(task_kind: str, signature: str, description: str) -> str:
-    return TASK_KINDS[task_kind].format(
-        signature=signature,
-        description=description,
-        description_cap=description[:1].upper() + description[1:],
-    )
-
-
-def quotas(weights: Mapping[str, float], total: int) -> dict[str, int]:
-    """Exact integer counts proportional to `weights` that sum to `total` (largest remainder)."""
-    norm = sum(weights.values())
-    raw = {k: total * w / norm for k, w in weights.items()}
-    counts = {k: int(v) for k, v in raw.items()}
-    by_remainder = sorted(raw, key=lambda k: (raw[k] - counts[k], k), reverse=True)
-    for k in by_remainder[: total - sum(counts.values())]:
-        counts[k] += 1
-    return counts
+def max_tokens_for(task_kind: str, difficulty: str, language: str, scale: float = 1.0) -> int:
+    """A realistic output budget, rounded up to a multiple of 64 and capped at 8192."""
+    raw = KIND_TOKENS.get(task_kind, 768) * DIFFICULTY_SCALE.get(difficulty, 1.5)
+    raw *= LANGUAGE_SCALE.get(language, 1.2) * scale
+    return int(min(8192, -(-raw // 64) * 64))
 
 
 def check_mixture(
@@ -253,7 +81,7 @@ def check_mixture(
     problems = []
     for axis, given, known in (
         ("languages", languages, LANGUAGES),
-        ("task_kinds", task_kinds, tuple(TASK_KINDS)),
+        ("task_kinds", task_kinds, TASK_KINDS),
         ("difficulties", difficulties, DIFFICULTIES),
     ):
         unknown = sorted(set(given) - set(known))
@@ -270,23 +98,114 @@ def sample_instructions(
     task_kinds: Mapping[str, float],
     difficulties: Mapping[str, float],
     seed: int = 0,
+    *,
+    snippets: Mapping[str, list[str]] | None = None,
+    seed_fraction: float = 0.5,
+    max_tokens_scale: float = 1.0,
 ) -> list[Instruction]:
-    """`total` distinct-as-possible instructions hitting the mixture's quotas exactly."""
-    rng = random.Random(seed)
-    cells = {
-        (lang, kind, diff): languages[lang] * task_kinds[kind] * difficulties[diff]
-        for lang, kind, diff in itertools.product(languages, task_kinds, difficulties)
-    }
+    """`total` distinct instructions hitting the mixture's quotas exactly, in a seeded order.
+
+    Args:
+        snippets: real code snippets per language (`load_snippets`); up to `seed_fraction` of
+            each cell's prompts then show one and ask for a problem inspired by it.
+        max_tokens_scale: multiplies every prompt's output budget.
+
+    Raises:
+        ValueError: when a cell asks for more distinct prompts than its specs x topics hold.
+    """
+    counts = mixture_quotas([dict(languages), dict(task_kinds), dict(difficulties)], total)
     out: list[Instruction] = []
-    for (lang, kind, diff), count in quotas(cells, total).items():
-        specs = [s for s in PYTHON_SPECS if s[0] == diff]
-        if count > len(specs):
-            raise ValueError(
-                f"data: the mixture asks for {count} {lang}/{kind}/{diff} prompts but only "
-                f"{len(specs)} distinct ones exist; lower data.num_examples or widen the mixture"
-            )
-        rng.shuffle(specs)
-        for _, signature, description in specs[:count]:
-            out.append(Instruction(lang, kind, diff, render(kind, signature, description)))
-    rng.shuffle(out)
+    for (lang, kind, diff), count in counts.items():
+        if count:
+            pool = (snippets or {}).get(lang, [])
+            cell = _cell(lang, kind, diff, count, seed, pool, seed_fraction)
+            budget = max_tokens_for(kind, diff, lang, max_tokens_scale)
+            for prompt, source in cell:
+                extra = SNIPPET_TOKENS if source.startswith("snippet") else 0
+                out.append(Instruction(lang, kind, diff, prompt, budget + extra, source))
+    random.Random(seed).shuffle(out)
     return out
+
+
+def _cell(
+    lang: str, kind: str, diff: str, count: int, seed: int, pool: list[str], fraction: float
+) -> list[tuple[str, str]]:
+    """`count` distinct (prompt, source) pairs of one cell; a prefix of any larger count's."""
+    rng = random.Random(f"{seed}/{lang}/{kind}/{diff}")
+    n_snippets = min(len(pool), round(count * fraction)) if pool else 0
+    order = rng.sample(range(len(pool)), len(pool)) if pool else []
+    out = [(render_snippet(kind, lang, diff, pool[i]), f"snippet:{i}") for i in order[:n_snippets]]
+    specs = [s for s in SPEC_POOLS[POOLS.get(kind, "functions")] if s.difficulty == diff]
+    topics: list[str | None] = [None, *TOPICS]
+    capacity = len(specs) * len(topics)
+    if count - n_snippets > capacity:
+        raise ValueError(
+            f"data: the mixture asks for {count - n_snippets} {lang}/{kind}/{diff} prompts but "
+            f"only {capacity} distinct ones exist ({len(specs)} specs x {len(topics)} topics); "
+            "lower data.num_examples, widen the mixture or give data.seed_snippets"
+        )
+    rng.shuffle(specs)
+    rng.shuffle(topics)
+    offsets = [rng.randrange(len(topics)) for _ in specs]
+    for i in range(count - n_snippets):  # spec i % S with topic (round + offset): all distinct
+        s = i % len(specs)
+        t = (i // len(specs) + offsets[s]) % len(topics)
+        spec, topic = specs[s], topics[t]
+        variant = rng.randrange(1 << 16)
+        source = f"spec:{spec.name.split('(')[0]}" + (f"@{TOPICS.index(topic)}" if topic else "")
+        out.append((render(kind, lang, spec, topic, variant), source))
+    return out
+
+
+def load_snippets(path: str | Path, seed: int = 0, max_lines: int = 25) -> dict[str, list[str]]:
+    """Code snippets per language from a folder of source files or a JSONL file.
+
+    A JSONL row holds `code` (or `content`) and `language` (any fence tag: py, js, c++, rs, ...).
+    A folder is searched recursively by file extension. Each snippet is cut to a seeded window of
+    at most `max_lines` lines, as OSS-Instruct shows a short excerpt rather than a whole file.
+    """
+    from distill.data.languages import alias_map
+
+    path, aliases = Path(path), alias_map()
+    rows: list[tuple[str, str]] = []
+    if path.is_dir():
+        by_ext = {lang.extension: key for key, lang in LANGUAGE_TABLE.items()}
+        by_ext.update({".cc": "cpp", ".cxx": "cpp", ".hpp": "cpp", ".mjs": "javascript"})
+        for file in sorted(path.rglob("*")):
+            if file.suffix in by_ext and file.is_file():
+                rows.append(
+                    (by_ext[file.suffix], file.read_text(encoding="utf-8", errors="ignore"))
+                )
+    elif path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                lang = aliases.get(str(row.get("language", "")).lower())
+                if lang:
+                    rows.append((lang, row.get("code") or row.get("content") or ""))
+    else:
+        raise ValueError(f"data.seed_snippets={path} does not exist: give a folder or a JSONL file")
+    out: dict[str, list[str]] = {}
+    for i, (lang, code) in enumerate(rows):
+        lines = code.strip("\n").splitlines()
+        start = random.Random(f"{seed}/{i}").randrange(max(1, len(lines) - max_lines + 1))
+        window = "\n".join(lines[start : start + max_lines]).strip("\n")
+        if sum(bool(ln.strip()) for ln in window.splitlines()) >= 3:  # too little to inspire
+            out.setdefault(lang, []).append(window)
+    return out
+
+
+def instructions_from_config(data: Any, seed: int) -> list[Instruction]:
+    """`sample_instructions` with every option of the `data` config group (DataConfig)."""
+    path = getattr(data, "seed_snippets", None)
+    snippets = load_snippets(path, seed) if path else None
+    return sample_instructions(
+        data.num_examples,
+        data.languages,
+        data.task_kinds,
+        data.difficulties,
+        seed,
+        snippets=snippets,
+        seed_fraction=getattr(data, "seed_fraction", 0.5),
+        max_tokens_scale=getattr(data, "max_tokens_scale", 1.0),
+    )

@@ -1,4 +1,8 @@
-"""The teacher interface shared by local Hugging Face models and Claude."""
+"""The teacher interface shared by local Hugging Face models and Claude.
+
+A teacher answers `Request`s and, before it yields an answer, hands it to the `Journal` (the
+ledger), so an answer is on disk before anything else happens to it.
+"""
 
 from __future__ import annotations
 
@@ -20,18 +24,72 @@ class Answer:
     cost_usd: float = 0.0
 
 
+@dataclass(frozen=True)
+class Request:
+    """One prompt to answer: its stable record id, the chat messages and the output cap."""
+
+    id: str
+    messages: Messages
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that got no answer: the error class (see `distill.teachers.retry`) and why."""
+
+    kind: str
+    message: str
+    permanent: bool = False
+
+
+class Journal(Protocol):
+    """Where a teacher records what it pays for, durably, as it happens (`distill.data.ledger`)."""
+
+    def sent(self, rid: str, reserve_usd: float) -> None:
+        """`rid` is about to go out (in flight until answered or failed)."""
+
+    def answered(self, rid: str, answer: Answer) -> None:
+        """An answer arrived: stored durably before the caller sees it."""
+
+    def failed(self, rid: str, failure: Failure) -> None:
+        """No answer for `rid` in this run."""
+
+    def maybe_billed(self, rid: str, usd: float) -> None:
+        """An attempt failed after the API may have billed it (a timeout, a dropped answer)."""
+
+    def batch_submitting(self, rids: list[str], reserve_usd: float) -> str:
+        """A Message Batch is about to be created; returns a token for `batch_created`."""
+
+    def batch_created(self, batch_id: str, rids: list[str], reserve_usd: float, token: str) -> None:
+        """The batch exists: from now on a restart polls it instead of resubmitting."""
+
+    def batch_ended(self, batch_id: str) -> None:
+        """Every result of the batch was journaled."""
+
+    def submit_abandoned(self, token: str) -> None:
+        """No batch was created for the submission `token` (its requests go out again)."""
+
+    def open_batches(self) -> dict[str, tuple[list[str], float]]:
+        """Batches created but not ended: id -> (request ids, reserved USD)."""
+
+    def unconfirmed_submits(self) -> list[dict[str, Any]]:
+        """Batch submissions whose batch id never reached the journal (a crash in between)."""
+
+
 class Teacher(Protocol):
     """Answers prompts. `white_box` teachers also expose their model for logits."""
 
     name: str
     white_box: bool
+    max_tokens: int  # per answer unless a request says otherwise
 
-    def settings(self) -> dict[str, Any]:
-        """Everything that changes an answer besides the prompt (part of each record's id)."""
+    def settings(self, max_tokens: int | None = None) -> dict[str, Any]:
+        """Everything that changes an answer besides the prompt (part of each record's id), for
+        a request capped at `max_tokens` (None: the teacher's default)."""
         ...
 
-    def answer(self, conversations: list[Messages]) -> Iterator[tuple[int, Answer]]:
-        """Yield (index into `conversations`, answer) as soon as each answer exists."""
+    def answer(self, requests: list[Request], journal: Journal) -> Iterator[tuple[str, Any]]:
+        """Yield (request id, `Answer` or `Failure`) as soon as each exists, journaled first."""
         ...
 
 

@@ -1,8 +1,11 @@
 """Claude as a text teacher through the official `anthropic` SDK's async client.
 
-This is the foundation version: bounded concurrency, the SDK's own retries, usage and cost per
-answer, and answers yielded as they complete so the caller stores each one at once. Rate
-limiting, batches, prompt caching and the budget cap build on this.
+`ClaudeTeacher.answer` runs the async requests on a worker thread and yields answers as they
+arrive; each answer is journaled (the ledger, fsynced) on that thread before it is yielded. The
+parts: `ratelimit` (requests/input/output tokens per minute, adapted from the response headers),
+`retry` (error classes, backoff), `pricing` (cost from usage, the budget cap),
+`claude_messages` (one request per prompt, streaming the long ones) and `claude_batches`
+(Message Batches, resumable). The SDK's own retries are off so every error is classified here.
 """
 
 from __future__ import annotations
@@ -12,99 +15,157 @@ import logging
 import os
 import queue
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from distill.teachers.base import Answer, Messages
+from distill.config import TeacherConfig, UserError
+from distill.teachers.base import Answer, Failure, Journal, Request
+from distill.teachers.claude_common import RunContext, estimate_tokens, request_params
+from distill.teachers.pricing import Budget, Prices
+from distill.teachers.ratelimit import RateLimiter
+from distill.teachers.retry import classify
 
 log = logging.getLogger(__name__)
-
-# USD per million tokens: (input, output). Cache fields are billed as input until caching lands.
-PRICES_PER_MTOK = {
-    "claude-opus-4-5": (5.0, 25.0),
-    "claude-sonnet-4-5": (3.0, 15.0),
-    "claude-haiku-4-5": (1.0, 5.0),
-}
-
-
-def cost_usd(model: str, usage: dict[str, int]) -> float:
-    """Cost of one response from its `usage`; 0 for a model without a known price."""
-    price_in, price_out = PRICES_PER_MTOK.get(model, (0.0, 0.0))
-    tokens_in = (
-        usage.get("input_tokens", 0)
-        + usage.get("cache_read_input_tokens", 0)
-        + usage.get("cache_creation_input_tokens", 0)
-    )
-    return (tokens_in * price_in + usage.get("output_tokens", 0) * price_out) / 1e6
 
 
 class ClaudeTeacher:
     """Answers prompts with a Claude model.
 
     Args:
-        model: the API model id.
-        name: recorded as the `teacher` of each record.
-        max_tokens: per answer.
-        max_concurrency: requests in flight at once.
+        config: the `teacher` config (model, limits, retry, cache, batch, budget, catalog).
         api_key: the Anthropic API key.
+
+    Attributes:
+        stats: counters of the last `answer` run (answers, errors by class, cache, batches).
+        stopped: (reason, message) when the last run stopped sending early, else None.
     """
 
     white_box = False
 
-    def __init__(
-        self, model: str, name: str, max_tokens: int, max_concurrency: int, api_key: str
-    ) -> None:
-        self.model, self.name = model, name
-        self.max_tokens, self.max_concurrency, self.api_key = max_tokens, max_concurrency, api_key
+    def __init__(self, config: TeacherConfig, api_key: str) -> None:
+        self.cfg, self.api_key = config, api_key
+        self.name, self.model = config.name, config.model
+        self.max_tokens = config.max_new_tokens
+        self.card = config.catalog.models[config.model]
+        self.prices = Prices.from_card(self.card)
+        self.stats: Counter = Counter()
+        self.stopped: tuple[str, str] | None = None
+        self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> ClaudeTeacher:
-        api_key = os.environ.get(cfg.api_key_env)
+    def from_config(cls, cfg: DictConfig | TeacherConfig) -> ClaudeTeacher:
+        config = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
+        api_key = os.environ.get(config.api_key_env)
         if not api_key:
-            raise RuntimeError(
-                f"${cfg.api_key_env} is not set: export {cfg.api_key_env}=sk-ant-..."
+            raise UserError(
+                f"${config.api_key_env} is not set: export {config.api_key_env}=sk-ant-..."
             )
-        return cls(cfg.model, cfg.name, cfg.max_new_tokens, cfg.max_concurrency, api_key)
+        return cls(config, api_key)
 
-    def settings(self) -> dict[str, Any]:
-        return {"model": self.model, "max_tokens": self.max_tokens}
+    def settings(self, max_tokens: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens or self.max_tokens}
+        if self.cfg.sampling:
+            out["sampling"] = dict(sorted(self.cfg.sampling.items()))
+        return out
 
-    def answer(self, conversations: list[Messages]) -> Iterator[tuple[int, Answer]]:
-        """Run the async requests on a worker thread; yield answers here as they arrive."""
-        results: queue.Queue = queue.Queue()
-        worker = threading.Thread(target=lambda: asyncio.run(self._run(conversations, results)))
+    def answer(self, requests: list[Request], journal: Journal) -> Iterator[tuple[str, Any]]:
+        """Yield (request id, Answer | Failure) as each arrives, each journaled first."""
+        if not requests:
+            return
+        out: queue.Queue = queue.Queue()
+        done = object()
+
+        def work() -> None:
+            try:
+                asyncio.run(self._run(requests, journal, out.put))
+            except BaseException as err:  # noqa: BLE001 (surfaced in the consuming thread)
+                out.put(err)
+            finally:
+                out.put(done)
+
+        worker = threading.Thread(target=work, name="claude-teacher", daemon=True)
         worker.start()
-        for _ in range(len(conversations)):
-            item = results.get()
-            if isinstance(item, BaseException):
-                worker.join()
-                raise item
-            yield item
-        worker.join()
+        try:
+            while (item := out.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            if worker.is_alive() and self._task is not None:  # the consumer stopped early
+                loop, task = self._task
+                loop.call_soon_threadsafe(task.cancel)
+            worker.join()
 
-    async def _run(self, conversations: list[Messages], results: queue.Queue) -> None:
+    async def _run(self, requests: list[Request], journal: Journal, put: Any) -> None:
         from anthropic import AsyncAnthropic
 
-        limit = asyncio.Semaphore(self.max_concurrency)
-        async with AsyncAnthropic(api_key=self.api_key) as client:
+        self._task = (asyncio.get_running_loop(), asyncio.current_task())
+        self.stats, self.stopped = Counter(), None
+        cfg, limits = self.cfg, self.cfg.rate_limits
+        batch_reserve = sum(r for _, r in journal.open_batches().values())
+        committed = float(getattr(journal, "committed_usd", 0.0))  # earlier runs
+        ctx = RunContext(
+            client=AsyncAnthropic(
+                api_key=self.api_key, base_url=cfg.base_url, max_retries=0, timeout=cfg.timeout_s
+            ),
+            cfg=cfg,
+            prices=self.prices,
+            limiter=RateLimiter(
+                limits.requests_per_minute,
+                limits.input_tokens_per_minute,
+                limits.output_tokens_per_minute,
+                limits.burst_s,
+                limits.follow_headers,
+            ),
+            budget=Budget(cfg.budget_usd, committed, batch_reserve),
+            journal=journal,
+            emit=lambda rid, outcome: put((rid, outcome)),
+            stats=self.stats,
+        )
+        async with ctx.client:
+            if cfg.cache.enabled:
+                await self._warn_uncacheable(ctx, requests[0])
+            if cfg.mode == "batch":
+                from distill.teachers.claude_batches import run_batches
 
-            async def one(index: int, messages: Messages) -> None:
-                system = "\n".join(m["content"] for m in messages if m["role"] == "system")
-                turns = [m for m in messages if m["role"] != "system"]
-                async with limit:
-                    response = await client.messages.create(
-                        model=self.model,
-                        max_tokens=self.max_tokens,
-                        messages=turns,
-                        **({"system": system} if system else {}),
-                    )
-                text = "".join(b.text for b in response.content if b.type == "text")
-                usage = {k: v for k, v in response.usage.model_dump().items() if isinstance(v, int)}
-                results.put((index, Answer(text, usage, cost_usd(self.model, usage))))
+                await run_batches(ctx, requests)
+            else:
+                from distill.teachers.claude_messages import run_messages
 
+                await run_messages(ctx, requests)
+        self.stopped = ctx.stopped
+
+    async def _warn_uncacheable(self, ctx: RunContext, request: Request) -> None:
+        """Warn when the shared prefix (system prompt + few-shot) is below the model's minimum
+        cacheable length: the API then caches nothing and says nothing."""
+        prefix = request.messages[:-1]
+        if not prefix:
+            return
+        tokens = estimate_tokens(prefix)
+        if self.cfg.cache.count_tokens:
+            probe = Request(request.id, [*prefix, {"role": "user", "content": "."}], 1)
+            params = request_params(probe, self.cfg)
+            params.pop("max_tokens")
             try:
-                await asyncio.gather(*(one(i, m) for i, m in enumerate(conversations)))
-            except BaseException as err:  # surface the failure to the consuming thread
-                results.put(err)
+                tokens = (await ctx.client.messages.count_tokens(**params)).input_tokens
+            except Exception as err:  # noqa: BLE001 (an estimate is good enough for a warning)
+                log.debug("count_tokens failed (%s); estimating the prefix", classify(err).kind)
+        ctx.stats["cache/prefix_tokens"] = tokens
+        minimum = self.card.min_cache_tokens
+        if tokens < minimum:
+            log.warning(
+                "the shared prompt prefix (system prompt + few-shot) is about %d tokens, below "
+                "%s's minimum cacheable length of %d (teacher.catalog.models.%s.min_cache_tokens):"
+                " the API caches nothing and raises no error. Lengthen teacher.system_prompt or "
+                "teacher.few_shot to benefit, or set teacher.cache.enabled=false",
+                tokens,
+                self.model,
+                minimum,
+                self.model,
+            )
+
+
+__all__ = ["Answer", "ClaudeTeacher", "Failure"]

@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from distill.teachers.base import Answer, Messages
+from distill.teachers.base import Answer, Journal, Request
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +51,39 @@ class HFTeacher:
             cfg.batch_size,
         )
 
-    def settings(self) -> dict[str, Any]:
-        return {"decoding": "greedy", "max_new_tokens": self.max_new_tokens}
+    @property
+    def max_tokens(self) -> int:
+        return self.max_new_tokens
 
-    def answer(self, conversations: list[Messages]) -> Iterator[tuple[int, Answer]]:
-        if not conversations:
+    def settings(self, max_tokens: int | None = None) -> dict[str, Any]:
+        return {"decoding": "greedy", "max_new_tokens": max_tokens or self.max_new_tokens}
+
+    def answer(self, requests: list[Request], journal: Journal) -> Iterator[tuple[str, Answer]]:
+        """Greedy answers, batches of similar length and the same `max_tokens` together; each
+        answer is journaled before it is yielded."""
+        if not requests:
             return
         if self.model is None:
             self.model, self.tokenizer = self._load()
-        prompts = [
-            self.tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-            for c in conversations
-        ]
-        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
-        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
-        batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for batch in tqdm(batches, desc=f"teacher {self.name}", unit="batch"):
-            yield from zip(batch, self._generate([prompts[i] for i in batch]), strict=True)
+        prompts = {
+            r.id: self.tokenizer.apply_chat_template(
+                r.messages, add_generation_prompt=True, tokenize=False
+            )
+            for r in requests
+        }
+        lengths = {
+            rid: len(self.tokenizer(p, add_special_tokens=False).input_ids)
+            for rid, p in prompts.items()
+        }
+        order = sorted(requests, key=lambda r: (r.max_tokens, -lengths[r.id]))
+        for batch in _batches(order, self.batch_size):
+            answers = self._generate([prompts[r.id] for r in batch], batch[0].max_tokens)
+            for request, answer in zip(batch, answers, strict=True):
+                journal.answered(request.id, answer)
+                yield request.id, answer
 
     @torch.inference_mode()
-    def _generate(self, prompts: list[str]) -> list[Answer]:
+    def _generate(self, prompts: list[str], max_new_tokens: int) -> list[Answer]:
         tok = self.tokenizer
         side, tok.padding_side = tok.padding_side, "left"
         try:
@@ -80,7 +92,7 @@ class HFTeacher:
             tok.padding_side = side
         out = self.model.generate(
             **enc.to(self.model.device),
-            max_new_tokens=self.max_new_tokens,
+            max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=tok.pad_token_id,
         )
@@ -93,3 +105,15 @@ class HFTeacher:
                 Answer(text, {"input_tokens": int(mask.sum()), "output_tokens": completion})
             )
         return answers
+
+
+def _batches(requests: list[Request], size: int) -> Iterator[list[Request]]:
+    """Runs of at most `size` requests that share one `max_tokens`."""
+    batch: list[Request] = []
+    for r in requests:
+        if batch and (len(batch) == size or r.max_tokens != batch[0].max_tokens):
+            yield batch
+            batch = []
+        batch.append(r)
+    if batch:
+        yield batch

@@ -17,6 +17,7 @@ from distill.data.datamodule import (
 from distill.data.generation import generate_dataset
 from distill.data.quality import extract_code, python_syntax_ok
 from distill.data.store import DatasetError, DatasetStore, read_records, record_id
+from distill.data.template_specs import TOPICS
 from distill.data.templates import (
     PYTHON_SPECS,
     Instruction,
@@ -86,11 +87,15 @@ def test_sample_instructions_hits_every_cell_count():
     out = sample_instructions(30, **MIXTURE, seed=0)
     assert len(out) == 30 and all(isinstance(i, Instruction) for i in out)
     cells = Counter((i.language, i.task_kind, i.difficulty) for i in out)
-    # weights 2:2:2:1:1:1 of 30 -> 6.67 x3 and 3.33 x3 -> 7, 7, 7, 3, 3, 3
+    # weights 2:2:2:1:1:1 of 30 -> 6.67 x3 and 3.33 x3; the kinds must total 20 and 10 and each
+    # difficulty 10, so the largest remainders go to two implement cells and one complete cell
     assert cells == {
-        ("python", kind, diff): 7 if kind == "implement" else 3
-        for kind in MIXTURE["task_kinds"]
-        for diff in MIXTURE["difficulties"]
+        ("python", "implement", "easy"): 7,
+        ("python", "implement", "medium"): 7,
+        ("python", "implement", "hard"): 6,
+        ("python", "complete", "easy"): 3,
+        ("python", "complete", "medium"): 3,
+        ("python", "complete", "hard"): 4,
     }
     assert len({i.prompt for i in out}) == 30  # distinct within a cell, and across kinds
     hard = {s[1] for s in PYTHON_SPECS if s[0] == "hard"}
@@ -106,23 +111,24 @@ def test_sample_instructions_is_deterministic_for_a_seed():
 
 
 def test_asking_more_than_a_cell_holds_names_num_examples():
-    hard = sum(s[0] == "hard" for s in PYTHON_SPECS)
+    hard = sum(s[0] == "hard" for s in PYTHON_SPECS) * (len(TOPICS) + 1)  # specs x topic seeds
     one_cell = {"languages": {"python": 1}, "task_kinds": {"implement": 1}}
     assert len(sample_instructions(hard, **one_cell, difficulties={"hard": 1})) == hard
     with pytest.raises(
-        ValueError, match=rf"asks for {hard + 1} .* only {hard} .*data\.num_examples"
+        ValueError, match=rf"asks for {hard + 1} .* only {hard} distinct .*data\.num_examples"
     ):
         sample_instructions(hard + 1, **one_cell, difficulties={"hard": 1})
 
 
 def test_check_mixture_names_unknown_axis_values():
     problems = check_mixture(
-        {"python": 1, "rust": 1}, {"implement": 1, "haiku": 1}, {"easy": 1, "hard": 1}
+        {"python": 1, "cobol": 1}, {"implement": 1, "haiku": 1}, {"easy": 1, "hard": 1}
     )
     assert problems == [
-        "data.languages: no templates for ['rust']; available: python",
-        "data.task_kinds: no templates for ['haiku']; available: implement, complete, "
-        "explain_then_code",
+        "data.languages: no templates for ['cobol']; available: python, javascript, java, cpp, "
+        "go, rust",
+        "data.task_kinds: no templates for ['haiku']; available: implement, complete, fix_bug, "
+        "write_tests, refactor, optimise, data_structure, algorithm, explain_then_code",
     ]
     assert check_mixture(*MIXTURE.values()) == []
 
@@ -333,7 +339,7 @@ def test_generate_dataset_stores_every_answer_and_never_asks_twice(tmp_path, tok
         assert rec["teacher"] == "tiny" and rec["cost_usd"] == 0.0
         assert rec["messages"][0] == {"role": "system", "content": "Be brief."}
         assert 0 < rec["usage"]["output_tokens"] <= 8 and rec["usage"]["input_tokens"] > 0
-        assert set(rec["checks"]) == {"has_code", "syntax", "tests_run", "tests_passed"}
+        assert {"has_code", "syntax", "compiles", "tests_run", "tests_passed"} <= set(rec["checks"])
     asked = {(r["task_kind"], r["difficulty"], r["messages"][1]["content"]) for r in records}
     assert asked == {(i.task_kind, i.difficulty, i.prompt) for i in instructions}
 

@@ -269,7 +269,7 @@ def test_teacher_cache_command_end_to_end(tmp_path):
     again = run_teacher_cache(compose_config("teacher_cache", overrides), run_dir)
     assert again["teacher_cache/computed"] == 0
     wrong = compose_config("train", [*overrides[:2], "data.max_length=64"])
-    with pytest.raises(CacheError, match="max_length: cache 320, run 64"):
+    with pytest.raises(CacheError, match="max_length: cache 512, run 64"):
         LogitCache.open(run_dir / "teacher_cache", expected_manifest(wrong, tokenizer))
     claude = subprocess.run(
         [*command, "teacher=claude_haiku", f"data.dataset={data}", f"hydra.run.dir={run_dir}"],
