@@ -36,3 +36,16 @@ class SequenceCELoss(TokenLoss):
         return F.cross_entropy(
             s_logits, chunk.labels, reduction="none", label_smoothing=self.label_smoothing
         )
+
+    def per_token_grad(self, s_logits: Tensor, chunk: TokenChunk) -> tuple[Tensor, Tensor]:
+        """NLL (with smoothing) per token and its gradient softmax - (1 - e) onehot - e / V."""
+        eps = self.label_smoothing
+        logp = F.log_softmax(s_logits, dim=-1)
+        labels = chunk.labels[:, None]
+        values = -logp.gather(-1, labels).squeeze(1)
+        if eps:
+            values = (1 - eps) * values - eps * logp.mean(-1)
+        grad = logp.exp_().scatter_add_(-1, labels, logp.new_full(labels.shape, -(1 - eps)))
+        if eps:
+            grad.sub_(eps / grad.shape[-1])
+        return values, grad

@@ -70,18 +70,44 @@ class _Job:
         code = None if self.code is None else self.code[start:end]
         return TokenChunk(self.labels[start:end], teacher, sparse, code)
 
-    def chunk_total(self, s_logits: Tensor, chunk: TokenChunk) -> Tensor:
-        """The weighted sum of every part over the chunk, divided by the normaliser."""
-        total = s_logits.new_zeros(())
+    def chunk_total_and_grad(self, s_logits: Tensor, chunk: TokenChunk) -> tuple[Tensor, Tensor]:
+        """The weighted sum of every part over the chunk (divided by the normaliser) and its
+        gradient with respect to the (n, V) fp32 logits.
+
+        Parts with a closed-form gradient (`per_token_grad`) skip autograd: fewer (n, V)
+        temporaries, so larger chunks fit the same memory; the others go through autograd.
+        """
+        total, grad, by_autograd = s_logits.new_zeros(()), None, []
         for name, (loss, weight) in self.parts.items():
-            per_token = loss.per_token(s_logits, chunk)
+            closed = loss.per_token_grad(s_logits, chunk)
+            if closed is None:
+                by_autograd.append((name, loss, weight))
+                continue
+            values, g = closed
             weights = teacher_token_weights(loss.token_weighting, chunk, name)
             if weights is not None:
-                per_token = per_token * weights
-            part = per_token.sum() / self.normalizer
-            self.values[name] = self.values.get(name, 0.0) + part.detach()
+                values, g = values * weights, g.mul_(weights[:, None])
+            part = values.sum() / self.normalizer
+            self.values[name] = self.values.get(name, 0.0) + part
             total = total + weight * part
-        return total
+            g = g.mul_(weight / self.normalizer)
+            grad = g if grad is None else grad.add_(g)
+        if by_autograd:
+            with torch.enable_grad():
+                leaf = s_logits.detach().requires_grad_(True)
+                rest = leaf.new_zeros(())
+                for name, loss, weight in by_autograd:
+                    per_token = loss.per_token(leaf, chunk)
+                    weights = teacher_token_weights(loss.token_weighting, chunk, name)
+                    if weights is not None:
+                        per_token = per_token * weights
+                    part = per_token.sum() / self.normalizer
+                    self.values[name] = self.values.get(name, 0.0) + part.detach()
+                    rest = rest + weight * part
+                (g,) = torch.autograd.grad(rest, leaf)
+            total = total + rest.detach()
+            grad = g if grad is None else grad.add_(g)
+        return total, grad
 
     @torch.no_grad()
     def add_diagnostics(self, s_logits: Tensor, chunk: TokenChunk) -> None:
@@ -102,10 +128,10 @@ class _FusedTokenLoss(torch.autograd.Function):
     def forward(ctx, inputs: Tensor, weight: Tensor | None, bias: Tensor | None, job: _Job):
         grad_in = torch.zeros_like(inputs) if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
-        if weight is not None and ctx.needs_input_grad[1]:
-            grad_w = torch.zeros(job.vocab, weight.shape[1], dtype=torch.float32)
+        if weight is not None and ctx.needs_input_grad[1]:  # the one unavoidable (V, H) buffer
+            grad_w = torch.zeros_like(weight[: job.vocab])
         if bias is not None and ctx.needs_input_grad[2]:
-            grad_b = torch.zeros(job.vocab, dtype=torch.float32)
+            grad_b = torch.zeros_like(bias[: job.vocab])
         # Cast once here (under autocast F.linear would copy the whole head for every chunk).
         dtype = job.compute_dtype
         w = None if weight is None else weight[: job.vocab].to(dtype or weight.dtype)
@@ -114,23 +140,24 @@ class _FusedTokenLoss(torch.autograd.Function):
         for start in range(0, inputs.shape[0], job.chunk_size):
             x = inputs[start : start + job.chunk_size]
             chunk = job.chunk(start, start + job.chunk_size)
-            with torch.enable_grad(), torch.autocast(inputs.device.type, enabled=False):
+            with torch.autocast(inputs.device.type, enabled=False):
                 raw = x if w is None else F.linear(x.to(w.dtype), w, b)
-                s_logits = raw[:, : job.vocab].detach().float().requires_grad_(True)
-                chunk_total = job.chunk_total(s_logits, chunk)
-                (g,) = torch.autograd.grad(chunk_total, s_logits)
+                s_logits = raw[:, : job.vocab].detach().float()
+                del raw
+                chunk_total, g = job.chunk_total_and_grad(s_logits, chunk)
             total += chunk_total.detach()
             if job.diagnostics:
-                job.add_diagnostics(s_logits.detach(), chunk)
+                job.add_diagnostics(s_logits, chunk)
+            del s_logits
             if grad_in is not None:
                 if w is None:
                     grad_in[start : start + len(x), : job.vocab] = g
                 else:
                     grad_in[start : start + len(x)] = (g.to(w.dtype) @ w).to(grad_in.dtype)
             if grad_w is not None:
-                grad_w.addmm_(g.t(), x.float())
+                grad_w.addmm_(g.t().to(grad_w.dtype), x.to(grad_w.dtype))
             if grad_b is not None:
-                grad_b += g.sum(0)
+                grad_b += g.sum(0).to(grad_b.dtype)
         ctx.grads = (grad_in, grad_w, grad_b, weight, bias)
         return total
 
@@ -138,11 +165,12 @@ class _FusedTokenLoss(torch.autograd.Function):
     def backward(ctx, grad_output: Tensor):
         grad_in, grad_w, grad_b, weight, bias = ctx.grads
         del ctx.grads
-        outs = [None if grad_in is None else grad_in * grad_output, None, None, None]
+        # In place: a second (V, H) buffer for the scaled head gradient would double its memory.
+        outs = [None if grad_in is None else grad_in.mul_(grad_output), None, None, None]
         if grad_w is not None:
-            outs[1] = _pad_rows(grad_w * grad_output, weight)
+            outs[1] = _pad_rows(grad_w.mul_(grad_output), weight)
         if grad_b is not None:
-            outs[2] = _pad_rows(grad_b * grad_output, bias)
+            outs[2] = _pad_rows(grad_b.mul_(grad_output), bias)
         return tuple(outs)
 
 

@@ -43,3 +43,14 @@ class ForwardKLLoss(TokenLoss):
             return (cross_entropy - entropy) * t**2
         t_logp, s_logp = aligned_log_probs(s_logits, chunk, t, "kl")
         return kl_per_token(t_logp, s_logp) * t**2
+
+    def per_token_grad(self, s_logits: Tensor, chunk: TokenChunk) -> tuple[Tensor, Tensor] | None:
+        """Online teacher: T^2 KL(p || q) per token, and its gradient T (q - p) in the logits."""
+        if chunk.teacher_logits is None:
+            return None  # sparse caches: autograd through the bucketed distributions
+        t = self.temperature
+        t_logp = F.log_softmax(chunk.teacher_logits.float() / t, dim=-1)
+        s_logp = F.log_softmax(s_logits / t, dim=-1)
+        p = t_logp.exp()
+        values = t_logp.sub_(s_logp).mul_(p).sum(-1) * t**2
+        return values, s_logp.exp_().sub_(p).mul_(t)

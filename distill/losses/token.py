@@ -154,6 +154,12 @@ class TokenLoss(DistillLoss):
         """(n, V) fp32 student logits of n scored rows -> (n,) fp32 per-token values."""
         raise NotImplementedError
 
+    def per_token_grad(self, s_logits: Tensor, chunk: TokenChunk) -> tuple[Tensor, Tensor] | None:
+        """(values (n,), d values.sum() / d s_logits (n, V)) in closed form, or None to let the
+        chunked pass differentiate `per_token` with autograd. A speed and memory path only: it
+        must agree with `per_token` (tests/losses/test_chunked.py checks both against float64)."""
+        return None
+
     def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
         from distill.losses.chunked import fused_token_losses
 
