@@ -10,15 +10,23 @@ from omegaconf import DictConfig
 
 
 def check_data(cfg: DictConfig) -> Iterable[str]:
-    from distill.data.templates import check_mixture, sample_instructions
+    from distill.data.templates import check_mixture, instructions_from_config
 
     d = cfg.data
     problems = check_mixture(d.languages, d.task_kinds, d.difficulties)
     if not problems:
-        try:
-            sample_instructions(d.num_examples, d.languages, d.task_kinds, d.difficulties, cfg.seed)
-        except ValueError as err:
+        try:  # also reads data.seed_snippets: a bad path or file fails here, before any spend
+            instructions_from_config(d, cfg.seed)
+        except (ValueError, OSError) as err:
             problems.append(str(err))
+    q = d.get("quality")
+    if q and q.decontaminate and "mbpp" in q.benchmarks and q.mbpp_path:
+        if not (Path(q.mbpp_path) / "mbpp.jsonl").is_file():
+            problems.append(
+                f"data.quality.mbpp_path={q.mbpp_path} has no mbpp.jsonl: give the folder holding "
+                "MBPP's mbpp.jsonl (e.g. ../shared/data/mbpp) or remove mbpp from "
+                "data.quality.benchmarks"
+            )
     return problems
 
 

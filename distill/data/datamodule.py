@@ -223,6 +223,8 @@ class DistillDataModule(L.LightningDataModule):
         self.train_set: list[dict] = []
         self.val_set: list[dict] = []
         self.train_levels: list[int] | None = None
+        # Batches of the current epoch a resumed run already trained on (set from its checkpoint).
+        self.resume_batches = 0
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set:
@@ -266,13 +268,22 @@ class DistillDataModule(L.LightningDataModule):
             lengths, self.batch_size, self.seed, levels=self.train_levels
         )
         scored = [scored_tokens(e) for e in self.train_set]
+        trainer = self.trainer  # set by Lightning: the data-parallel rank takes its share
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        batches = GroupTokenBatches(sampler, scored, self.accumulate_grad_batches, rank, world)
+        if self.resume_batches < len(batches):  # a mid-epoch resume: skip what was trained on
+            batches.skip_batches(self.resume_batches)
+        self.resume_batches = 0
         return DataLoader(
             Examples(self.train_set),
-            batch_sampler=GroupTokenBatches(sampler, scored, self.accumulate_grad_batches),
+            batch_sampler=batches,
             collate_fn=partial(
                 collate, pad_id=self.tokenizer.pad_token_id, teacher_cache=self.teacher_cache
             ),
             num_workers=self.num_workers,
+            # Its own generator: starting an epoch must not draw from torch's global RNG (LoRA
+            # dropout's), so that a resumed run draws the same dropout masks as an unbroken one.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def val_dataloader(self) -> DataLoader:
@@ -285,4 +296,5 @@ class DistillDataModule(L.LightningDataModule):
                 collate, pad_id=self.tokenizer.pad_token_id, teacher_cache=self.teacher_cache
             ),
             num_workers=self.num_workers,
+            generator=torch.Generator().manual_seed(self.seed),  # see train_dataloader
         )

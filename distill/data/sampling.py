@@ -115,27 +115,55 @@ class GroupTokenBatches(Sampler[list[tuple[int, int]]]):
 
     The groups are `accumulate` consecutive batches of an epoch (the micro-batches of one
     optimizer step, as Lightning counts them from the epoch start); the last one may be shorter.
+    Under data parallelism every rank draws the same epoch order (same seed) and takes every
+    `world_size`-th batch from its `rank` on, cut to the same count on every rank (DDP needs equal
+    step counts), so one step of `world_size` ranks sees what `world_size` accumulated
+    micro-batches of one process would see. A resumed run skips the batches its checkpoint had
+    already trained on (`skip_batches`).
 
     Args:
         sampler: the batch sampler giving an epoch's batches (kept as `.sampler`, where
             Lightning finds `set_epoch`).
         scored: scored tokens of each example (`scored_tokens`).
         accumulate: micro-batches per optimizer step (`hardware.accumulate_grad_batches`).
+        rank: this process's data-parallel rank.
+        world_size: the number of data-parallel processes.
     """
 
-    def __init__(self, sampler: Sampler[list[int]], scored: list[int], accumulate: int) -> None:
+    def __init__(
+        self,
+        sampler: Sampler[list[int]],
+        scored: list[int],
+        accumulate: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
         self.sampler, self.scored, self.accumulate = sampler, scored, accumulate
+        self.rank, self.world_size = rank, world_size
+        self.skip = 0
+
+    def skip_batches(self, count: int) -> None:
+        """Leave out the first `count` batches of this rank's next epoch (a mid-epoch resume)."""
+        self.skip = count
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         batches = list(self.sampler)
-        for start in range(0, len(batches), self.accumulate):
-            group = batches[start : start + self.accumulate]
+        share = len(self) * self.world_size
+        if share < len(batches):
+            log.debug("%d batch(es) of the epoch left out to even ranks", len(batches) - share)
+        mine = batches[self.rank : share : self.world_size]
+        skip, self.skip = self.skip, 0
+        for start in range(0, len(mine), self.accumulate):
+            group = mine[start : start + self.accumulate]
             total = sum(self.scored[i] for batch in group for i in batch)
-            for batch in group:
-                yield [(i, total) for i in batch]
+            for offset, batch in enumerate(group):
+                if start + offset >= skip:
+                    yield [(i, total) for i in batch]
 
     def __len__(self) -> int:
-        return len(self.sampler)  # type: ignore[arg-type]
+        return len(self.sampler) // self.world_size  # type: ignore[arg-type]
 
 
 class Examples(Dataset):

@@ -190,8 +190,10 @@ def scored_rows(labels: Tensor) -> Tensor:
     return mask.flatten().nonzero().squeeze(1)
 
 
-def default_chunk_size(vocab: int) -> int:
-    return max(8, CHUNK_ELEMENTS // vocab)
+def default_chunk_size(vocab: int, trainable_head: bool = True) -> int:
+    """Rows per chunk: a frozen head (QLoRA) affords chunks twice as large, which cost fewer
+    passes over the head (measured at T=2048, V=32016: 128 rows 131 MiB, 65 rows 84 MiB)."""
+    return max(8, CHUNK_ELEMENTS * (1 if trainable_head else 2) // vocab)
 
 
 def fused_token_losses(
@@ -234,7 +236,7 @@ def fused_token_losses(
         sparse=_sparse_rows(out, rows),
         code=_code_rows(batch, rows),
         normalizer=loss_tokens(batch, labels[:, 1:] != -100),
-        chunk_size=chunk_size or default_chunk_size(vocab),
+        chunk_size=chunk_size or default_chunk_size(vocab, weight is None or weight.requires_grad),
         vocab=vocab,
         diagnostics=diagnostics,
     )
@@ -330,7 +332,7 @@ def chunked_kl(
         sparse=None,
         code=None,
         normalizer=float(max(n, 1)),
-        chunk_size=chunk_size or default_chunk_size(vocab),
+        chunk_size=chunk_size or default_chunk_size(vocab, weight.requires_grad),
         vocab=vocab,
         diagnostics=False,
     )

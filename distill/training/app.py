@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig
 
+from distill.config import UserError
 from distill.data.datamodule import DistillDataModule
 from distill.data.logit_cache import LogitCache, expected_manifest
-from distill.hardware import trainer_kwargs
+from distill.hardware import batch_split, trainer_kwargs
 from distill.losses import build_loss, load_plugins
 from distill.losses.schedules import build_schedule
 from distill.models import load_student, load_teacher, load_tokenizer
@@ -22,6 +24,7 @@ from distill.models.preflight import check_tokenizer_pair
 from distill.models.sources import resolve_model_dir
 from distill.runs import adapters_dir, dataset_path, update_metrics
 from distill.training.callbacks import AdapterSaver, LossHistory
+from distill.training.checkpoints import ResumeState, checkpoint_callback, resume_path
 from distill.training.module import DistillationModule
 from distill.training.on_policy import OnPolicy
 
@@ -36,13 +39,36 @@ class TrainingSetup:
     datamodule: DistillDataModule
     trainer: L.Trainer
     history: LossHistory
+    ckpt_path: Path | None = None
 
 
 def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
-    """The third-party logger from `logger._target_`, writing under the run directory."""
+    """The third-party logger from `logger._target_`, writing under the run directory.
+
+    A W&B logger attaches to the run `distill.tracking.start_run` opened for the job.
+    """
     if not cfg.get("logger"):
         return False
     return instantiate(cfg.logger, save_dir=str(run_dir))
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
+    """The Trainer: hardware preset, step budget, resumable checkpoints, logger."""
+    every = cfg.train.checkpoint_every_n_steps
+    saver = checkpoint_callback(run_dir, cfg.train.val_every_n_steps if every is None else every)
+    return L.Trainer(
+        **trainer_kwargs(cfg.hardware, cfg.data.batch_size),
+        max_steps=cfg.train.max_steps,
+        val_check_interval=cfg.train.val_every_n_steps,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=cfg.train.log_every_n_steps,
+        gradient_clip_val=cfg.train.gradient_clip_val,
+        num_sanity_val_steps=0,
+        enable_checkpointing=saver is not None,
+        logger=build_logger(cfg, run_dir),
+        callbacks=[*callbacks, ResumeState(), *([saver] if saver else [])],
+        default_root_dir=str(run_dir),
+    )
 
 
 def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
@@ -57,16 +83,19 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
     if white_box:  # before any weights load: a mismatch must not cost a model load
         loss.vocab = tokenizer_preflight(cfg, tokenizer)
     cache = open_teacher_cache(cfg, tokenizer)
+    split = batch_split(cfg.hardware, cfg.data.batch_size)  # a bad split fails before weights load
+    check_launch(split.replicas)
+    ckpt_path = resume_path(cfg.resume, run_dir)
     datamodule = DistillDataModule(
         dataset_path(cfg, run_dir),
         tokenizer,
         max_length=cfg.data.max_length,
-        batch_size=cfg.data.batch_size,
+        batch_size=split.micro,
         val_fraction=cfg.data.val_fraction,
         seed=cfg.seed,
         num_workers=cfg.data.num_workers,
         curriculum=cfg.data.curriculum,
-        accumulate_grad_batches=cfg.hardware.accumulate_grad_batches,
+        accumulate_grad_batches=split.accumulate,
         teacher_cache=cache,
     )
     datamodule.setup("fit")  # fail on a bad dataset before any weights load
@@ -77,7 +106,7 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
     # A white-box teacher is loaded even for `loss=ce`: it scores held-out top-1 agreement. With
     # a logit cache it is not loaded at all: that is what the cache is for.
     teacher = load_teacher(cfg.teacher, attn) if white_box and cache is None else None
-    student = load_student(cfg.student, attn)
+    student = load_student(student_config(cfg), attn)
     loss.prepare(student.config, None if teacher is None else teacher.config)
     scheduler = instantiate(cfg.train.scheduler) if cfg.train.scheduler else None
     module = DistillationModule(
@@ -90,20 +119,35 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         on_policy=build_on_policy(cfg, tokenizer),
     )
     history = LossHistory()
-    trainer = L.Trainer(
-        **trainer_kwargs(cfg.hardware),
-        max_steps=cfg.train.max_steps,
-        val_check_interval=cfg.train.val_every_n_steps,
-        check_val_every_n_epoch=None,
-        log_every_n_steps=cfg.train.log_every_n_steps,
-        gradient_clip_val=cfg.train.gradient_clip_val,
-        num_sanity_val_steps=0,
-        enable_checkpointing=False,
-        logger=build_logger(cfg, run_dir),
-        callbacks=[history, AdapterSaver(adapters_dir(run_dir), tokenizer)],
-        default_root_dir=str(run_dir),
+    saver = AdapterSaver(adapters_dir(run_dir), tokenizer)
+    trainer = build_trainer(cfg, run_dir, [history, saver])
+    return TrainingSetup(module, datamodule, trainer, history, ckpt_path)
+
+
+def check_launch(replicas: int) -> None:
+    """Several processes inside a local multirun cannot work: Lightning would start each rank by
+    re-running the whole sweep command. On a cluster the launcher starts the ranks instead."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from distill.tracking import is_multirun
+
+    external = any(k in os.environ for k in ("LOCAL_RANK", "SLURM_PROCID", "RANK"))
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    if replicas > 1 and is_multirun(hc) and not external:
+        raise UserError(
+            f"hardware: {replicas} processes per job inside a local multirun (-m): run the sweep "
+            "through a launcher that starts one task per device (hydra/launcher=slurm), or sweep "
+            "with one device per job (hardware.devices=1)"
+        )
+
+
+def student_config(cfg: DictConfig) -> DictConfig:
+    """The student's settings, with the hardware preset's gradient checkpointing when it has one."""
+    if cfg.hardware.gradient_checkpointing is None:
+        return cfg.student
+    return OmegaConf.merge(
+        cfg.student, {"gradient_checkpointing": cfg.hardware.gradient_checkpointing}
     )
-    return TrainingSetup(module, datamodule, trainer, history)
 
 
 def tokenizer_preflight(cfg: DictConfig, student_tokenizer: Any) -> int:
@@ -151,11 +195,14 @@ def build_on_policy(cfg: DictConfig, tokenizer: Any) -> OnPolicy | None:
 
 def fit(setup: TrainingSetup, run_dir: Path) -> dict[str, Any]:
     """Train, then record the loss summary and final validation metrics in metrics.json."""
-    setup.trainer.fit(setup.module, datamodule=setup.datamodule)
+    ckpt = None if setup.ckpt_path is None else str(setup.ckpt_path)
+    setup.trainer.fit(setup.module, datamodule=setup.datamodule, ckpt_path=ckpt)
     metrics = dict(setup.history.summary())
     metrics.update(
         {k: float(v) for k, v in setup.trainer.callback_metrics.items() if k.startswith("val/")}
     )
+    if not setup.trainer.is_global_zero:  # one writer; the other ranks' losses are their shares
+        return metrics
     return update_metrics(run_dir, metrics)
 
 

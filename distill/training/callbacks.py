@@ -23,6 +23,12 @@ class LossHistory(L.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         self.losses.append(float(loss))
 
+    def state_dict(self) -> dict[str, list[float]]:  # a resumed run reports the whole history
+        return {"losses": list(self.losses)}
+
+    def load_state_dict(self, state_dict: dict[str, list[float]]) -> None:
+        self.losses = list(state_dict["losses"])
+
     def summary(self, window: int = 5) -> dict[str, float]:
         """Mean loss of the first and the last `window` steps."""
         if not self.losses:

@@ -17,7 +17,8 @@ def answer_token_scores(
     labels: Tensor,
     teacher_top1: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Mean CE and top-1 agreement over one batch's answer tokens, and how many there were.
+    """Mean CE, top-1 agreement and KL(teacher || model) over one batch's answer tokens, and
+    how many there were.
 
     Args:
         logits: (B, T, V) logits of the model scored.
@@ -32,10 +33,29 @@ def answer_token_scores(
     scores = {"ce": ce[mask].sum() / tokens, "tokens": mask.sum()}
     if teacher_logits is not None:
         teacher_top1 = teacher_logits.argmax(-1)
+        scores["kl"] = teacher_kl(logits[mask], teacher_logits[:, :-1][mask]) / tokens
     if teacher_top1 is not None:
         agree = logits.argmax(-1) == teacher_top1[:, :-1]
         scores["top1_agreement"] = agree[mask].sum() / tokens
     return scores
+
+
+def teacher_kl(logits: Tensor, teacher_logits: Tensor, rows: int = 256) -> Tensor:
+    """Summed forward KL(teacher || model) at temperature 1 over N scored positions.
+
+    Args:
+        logits: (N, V) logits of the model scored.
+        teacher_logits: (N, V') teacher logits; the shared first min(V, V') ids are compared
+            (a teacher's padded embedding rows are no real tokens).
+        rows: positions per chunk, so (rows, V) fp32 temporaries bound the memory.
+    """
+    vocab = min(logits.shape[-1], teacher_logits.shape[-1])
+    total = torch.zeros((), dtype=torch.float32, device=logits.device)
+    for start in range(0, logits.shape[0], rows):
+        s = torch.log_softmax(logits[start : start + rows, :vocab].float(), -1)
+        t = torch.log_softmax(teacher_logits[start : start + rows, :vocab].float(), -1)
+        total += (t.exp() * (t - s)).sum()
+    return total
 
 
 @torch.no_grad()

@@ -21,6 +21,10 @@ from distill.training.on_policy import OnPolicy, decode_samples
 log = logging.getLogger(__name__)
 
 
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf: the message names the step and the component."""
+
+
 class DistillationModule(L.LightningModule):
     """One distillation step: teacher forward (no grad), student forward, composite loss.
 
@@ -52,6 +56,9 @@ class DistillationModule(L.LightningModule):
         # Kept out of the module tree: the frozen teacher is neither trained nor checkpointed.
         self._teacher = [teacher] if teacher is not None else []
         self.teacher_cache, self.on_policy = teacher_cache, on_policy
+        # Checkpoints hold only trainable weights: the frozen base is absent on purpose, and
+        # on_load_checkpoint checks that every trainable weight is there instead.
+        self.strict_loading = False
 
     @property
     def teacher(self) -> nn.Module | None:
@@ -97,6 +104,7 @@ class DistillationModule(L.LightningModule):
             batch = dict(batch, loss_tokens=self.global_loss_tokens(batch))
         out = self.forward_outputs(batch, need_teacher=self.loss.needs_white_box or sampled)
         result = self.loss(out, batch, diagnostics=logging_step, teacher_scored_only=sampled)
+        self.check_finite(result, step)
         logs = self.step_logs(result)
         if self.on_policy is not None:
             logs["train/on_policy/sampled"] = float(sampled)
@@ -104,6 +112,24 @@ class DistillationModule(L.LightningModule):
         self.log_dict(logs, batch_size=batch["input_ids"].shape[0])
         self.log("loss", result.total, prog_bar=True, logger=False)
         return result.total
+
+    def check_finite(self, result: LossResult, step: int) -> None:
+        """Stop the run on a NaN or inf loss, naming the step and the component(s) behind it."""
+        finite = bool(torch.isfinite(result.total.detach()))
+        if self.trainer.world_size > 1:  # every rank stops together, or the others would hang
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if finite:
+            return
+        bad = {n: float(v) for n, v in result.parts.items() if not torch.isfinite(v.detach())}
+        where = (
+            ", ".join(f"loss.components.{n} = {v}" for n, v in bad.items())
+            or f"the weighted sum (parts finite; weights {result.weights})"
+        )
+        raise NonFiniteLossError(
+            f"the training loss is {float(result.total.detach())} at optimizer step {step} (rank "
+            f"{self.global_rank}); it came from {where}. Lower train.optimizer.lr, check the "
+            "component's temperature, or keep hardware.precision=32-true to rule out overflow"
+        )
 
     def on_policy_batch(self, batch: dict[str, Any], step: int, log_it: bool) -> dict[str, Any]:
         """The student's own answers to the batch's prompts, to be scored by the teacher.
@@ -153,11 +179,26 @@ class DistillationModule(L.LightningModule):
         scheduler = {"scheduler": self.scheduler_factory(optimizer), "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
+    def checkpoint_keys(self) -> set[str]:
+        """What a checkpoint holds: trainable weights (adapters, projections), loss buffers."""
+        keep = {n for n, p in self.named_parameters() if p.requires_grad}
+        return keep | {f"loss.{n}" for n, _ in self.loss.named_buffers()}
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep only trainable weights (adapters, projections) and the schedules' step."""
-        keep = {n for n, p in self.named_parameters() if p.requires_grad}
-        keep |= {f"loss.{n}" for n, _ in self.loss.named_buffers()}
+        keep = self.checkpoint_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Loading is non-strict (the frozen base is not saved): check the trainable part."""
+        saved, expected = set(checkpoint["state_dict"]), self.checkpoint_keys()
+        missing, unknown = sorted(expected - saved), sorted(saved - expected)
+        if missing or unknown:
+            raise RuntimeError(
+                f"the checkpoint does not fit this model: {len(missing)} trainable weight(s) "
+                f"missing (e.g. {missing[:3]}), {len(unknown)} unknown (e.g. {unknown[:3]}); "
+                "resume with the student, LoRA and loss settings of the run that wrote it"
+            )
 
 
 def split_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:

@@ -103,14 +103,16 @@ def run_in(sandbox: Sandbox, completion: str, problem: Problem, timeout_s: float
 @pytest.fixture(scope="module", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
     """After the module: bounded time, no process of ours, no stray file."""
-    start, before = time.monotonic(), set(os.listdir(REPO))
+    def children() -> set[int]:
+        pids = map(int, filter(str.isdigit, os.listdir("/proc")))
+        return {p for p in pids if _ppid(p) == os.getpid() and _alive(p)}
+
+    # Children that earlier test modules left (e.g. a shared worker pool) are not this suite's.
+    start, before, earlier = time.monotonic(), set(os.listdir(REPO)), children()
     yield
     assert time.monotonic() - start < 120
     assert _token_processes() == []
-    ours = [
-        p for p in map(int, filter(str.isdigit, os.listdir("/proc"))) if _ppid(p) == os.getpid()
-    ]
-    assert [p for p in ours if _alive(p)] == []
+    assert children() - earlier == set()
     assert set(os.listdir(REPO)) == before
 
 
