@@ -117,6 +117,8 @@ def _interpreter_paths() -> list[str]:
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths |= {p for p in sys.path if p and os.path.isdir(p)}
     paths.add(os.path.dirname(os.path.realpath(sys.executable)))
+    # Our own package: a checkout in a closed folder (mktemp -d makes 0700) must stay importable.
+    paths.add(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
     return sorted({os.path.realpath(p) for p in paths}, key=len)
 
 
