@@ -177,6 +177,11 @@ class FakeAnthropic:
                 self.in_flight -= 1
 
     def _messages(self, handler: Any, body: dict[str, Any]) -> None:
+        # Validation comes first, as on the API: a rejected prompt gets its 400 on the first try,
+        # so a test can tell "never retried" from "retried after a transient fault".
+        if self.faults.reject and self.faults.reject in json.dumps(body["messages"]):
+            error = _error("invalid_request_error", "prompt is not allowed here")
+            return handler.send_json(400, error, self.model.ratelimit_headers())
         fault = self.faults.draw()
         after = self.faults.spend_limit_after
         if after is not None and len(self.model.bills) >= after:
@@ -184,9 +189,6 @@ class FakeAnthropic:
         self.injected[fault] += 1
         if fault != "ok" and self._inject(handler, fault):
             return
-        if self.faults.reject and self.faults.reject in json.dumps(body["messages"]):
-            error = _error("invalid_request_error", "prompt is not allowed here")
-            return handler.send_json(400, error, self.model.ratelimit_headers())
         limited = self.model.admit(body)
         if limited is not None:
             return handler.send_json(429, _error("rate_limit_error", "rate limited"), limited)
