@@ -314,7 +314,9 @@ def test_humaneval_canonical_solutions_score_164_of_164(tmp_path) -> None:
 # checks, not on their values: 40 and 88 return a collections.Counter where the asserts compare
 # with a dict (not a plain value), 414 returns 0/1 where the asserts compare with False/True.
 MBPP_REFERENCE_FAILURES: dict[str, list[str]] = {"mbpp": [], "mbpp_sanitized": []}
-MBPP_STRICT_FAILURES = {"mbpp": ["Mbpp/40", "Mbpp/88", "Mbpp/414"], "mbpp_sanitized": ["Mbpp/88"]}
+# Mbpp/414 returns 1/0 where its tests expect True/False. Mbpp/40 and Mbpp/88 return Counter, which
+# crosses the codec as a plain dict (sandbox_codec._DICT_LIKE), so they pass.
+MBPP_STRICT_FAILURES = {"mbpp": ["Mbpp/414"], "mbpp_sanitized": []}
 MBPP_STRICT_CHECKED = {"mbpp": 499, "mbpp_sanitized": 241}
 
 
