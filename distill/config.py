@@ -635,6 +635,9 @@ class RunConfig:
     # true: continue from <run dir>/checkpoints/last.ckpt (give hydra.run.dir or hydra.sweep.dir
     # of the killed run); a path: that checkpoint; false: start afresh.
     resume: Any = False
+    # A folder where the pipeline keeps the teacher's and the untrained student's scores, so the
+    # arms of a sweep score them once (distill/baselines.py); null: every run scores them.
+    baselines: str | None = None
     # The metric a sweep optimises (what the job returns to Hydra's sweeper, e.g. Optuna); null:
     # the stage's headline (pass@1, else val/ce, else generate/records).
     optimize_metric: str | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from distill.baselines import baseline_key, load_baselines, store_baselines
 from distill.data.app import run_generate
 from distill.evaluation.harness import evaluate_model
 from distill.evaluation.report import comparison_table
@@ -28,13 +29,14 @@ def score(
     return scores
 
 
-def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Run the three stages; score the teacher, the student before and the student after."""
-    run_dir = Path(run_dir)
-    run_generate(cfg, run_dir)
-    setup = build_training(cfg, run_dir)
-    module, tokenizer = setup.module, setup.datamodule.tokenizer
-    val_batches = list(setup.datamodule.val_dataloader())
+def baseline_rows(cfg: DictConfig, module, tokenizer, val_batches, run_dir: Path) -> dict:
+    """The teacher's and the untrained student's scores, read from `baselines` when an earlier
+    arm of the sweep stored them (see distill/baselines.py)."""
+    folder = cfg.get("baselines")
+    key = baseline_key(cfg, module.student, val_batches) if folder else None
+    if folder and (stored := load_baselines(folder, key)) is not None:
+        log.info("teacher and untrained student: scores read from %s/%s.json", folder, key)
+        return stored
     rows: dict[str, dict[str, Any]] = {}
     if module.teacher is not None:
         rows["teacher"] = score(
@@ -44,6 +46,19 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     rows["student before"] = score(
         module.student, module.teacher, tokenizer, val_batches, cfg, run_dir, "student_before"
     )
+    if folder:
+        log.info("baseline scores stored in %s", store_baselines(folder, key, rows))
+    return rows
+
+
+def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run the three stages; score the teacher, the student before and the student after."""
+    run_dir = Path(run_dir)
+    run_generate(cfg, run_dir)
+    setup = build_training(cfg, run_dir)
+    module, tokenizer = setup.module, setup.datamodule.tokenizer
+    val_batches = list(setup.datamodule.val_dataloader())
+    rows = baseline_rows(cfg, module, tokenizer, val_batches, run_dir)
     fit(setup, run_dir)
     rows["student after"] = score(
         module.student, module.teacher, tokenizer, val_batches, cfg, run_dir, "student_after"

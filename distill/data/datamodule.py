@@ -193,6 +193,9 @@ class DistillDataModule(L.LightningDataModule):
         accumulate_grad_batches: micro-batches per optimizer step, for `group_tokens`.
         teacher_cache: a sparse teacher logit cache (`distill teacher-cache`) whose targets every
             batch carries as `teacher_sparse`, or None.
+        quality: the `data` config (or its `quality` group): records are filtered as
+            `distill generate` exports them (stored checks, dedup, decontamination) before
+            training sees them; None trains on every record.
     """
 
     def __init__(
@@ -207,6 +210,7 @@ class DistillDataModule(L.LightningDataModule):
         curriculum: str = "none",
         accumulate_grad_batches: int = 1,
         teacher_cache: LogitCache | None = None,
+        quality: Any = None,
     ) -> None:
         super().__init__()
         if curriculum not in CURRICULA:
@@ -219,7 +223,7 @@ class DistillDataModule(L.LightningDataModule):
         self.batch_size, self.val_fraction, self.seed = batch_size, val_fraction, seed
         self.num_workers, self.curriculum = num_workers, curriculum
         self.accumulate_grad_batches = accumulate_grad_batches
-        self.teacher_cache = teacher_cache
+        self.teacher_cache, self.quality = teacher_cache, quality
         self.train_set: list[dict] = []
         self.val_set: list[dict] = []
         self.train_levels: list[int] | None = None
@@ -237,6 +241,8 @@ class DistillDataModule(L.LightningDataModule):
         if not self.tokenizer.is_fast:
             log.warning("the tokenizer is not a fast one (no token offsets): code_mask stays False")
         records = list(read_records(self.path))
+        if self.quality is not None:
+            records = self.filtered(records)
         encoded = [encode(r, self.tokenizer, self.max_length) for r in records]
         dropped = sum(e is None for e in encoded)
         if dropped:
@@ -261,6 +267,19 @@ class DistillDataModule(L.LightningDataModule):
         log.info(
             "dataset: %d train, %d validation examples", len(self.train_set), len(self.val_set)
         )
+
+    def filtered(self, records: list[dict]) -> list[dict]:
+        """The records that pass the dataset's quality filter (as `distill generate` exports)."""
+        from distill.data.quality import filter_dataset, relax_quality
+
+        kept, drops, _ = filter_dataset(records, self.quality)
+        if not kept:
+            raise DatasetError(
+                f"{self.path}: all {len(records)} records were dropped by the quality filter "
+                f"({drops}); check the teacher's answers, or relax data.quality "
+                f"({', '.join(relax_quality(drops))})"
+            )
+        return kept
 
     def train_dataloader(self) -> DataLoader:
         lengths = [len(e["input_ids"]) for e in self.train_set]

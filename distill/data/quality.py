@@ -186,10 +186,32 @@ def python_test_program(code: str, response: str | None = None) -> str | None:
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n" + RUN_TESTS
 
 
+_RELAX = {
+    "no_code": "drop_no_code=false",
+    "syntax_error": "drop_syntax_errors=false",
+    "compile_error": "drop_compile_errors=false",
+    "tests_failed": "drop_failed_tests=false",
+    "exact_duplicate": "dedup=false",
+    "near_duplicate": "near_dup_threshold=null",
+}
+
+
+def relax_quality(drops: dict[str, int]) -> list[str]:
+    """The `data.quality` overrides that keep the records dropped for the reasons in `drops`."""
+    knobs = [_RELAX.get(reason, "decontaminate=false") for reason in drops]
+    return [f"data.quality.{k}" for k in dict.fromkeys(knobs)]
+
+
+def _has_code(record: dict[str, Any]) -> bool:
+    return bool((record.get("code") or "").strip())
+
+
 def check_drops(records: Iterable[dict[str, Any]], quality: Any) -> tuple[list, dict, dict]:
     """Drop records by their stored checks (no code, syntax, compile, failed tests)."""
     rules = (
-        ("no_code", quality.drop_no_code, lambda c, r: not (r.get("code") or "").strip()),
+        # Only a record `distill generate` checked is known to lack code (it stores `checks`);
+        # a dataset from elsewhere may carry its code in `response` alone.
+        ("no_code", quality.drop_no_code, lambda c, r: "checks" in r and not _has_code(r)),
         ("syntax_error", quality.drop_syntax_errors, lambda c, r: c.get("syntax") is False),
         ("compile_error", quality.drop_compile_errors, lambda c, r: c.get("compiles") is False),
         (

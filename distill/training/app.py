@@ -97,6 +97,7 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         curriculum=cfg.data.curriculum,
         accumulate_grad_batches=split.accumulate,
         teacher_cache=cache,
+        quality=cfg.data,
     )
     datamodule.setup("fit")  # fail on a bad dataset before any weights load
     if cache is not None:

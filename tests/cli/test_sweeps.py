@@ -295,3 +295,21 @@ def test_sigkill_then_resume_ends_where_the_uninterrupted_run_ends(dataset, tmp_
     full_weights, resumed = adapter_weights(full), adapter_weights(killed)
     for name, weight in full_weights.items():
         torch.testing.assert_close(resumed[name], weight, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sweep_arms_score_the_teacher_and_the_untrained_student_once(dataset, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["pipeline", "-m", "experiment=tiny_smoke", f"data.dataset={dataset}", "loss=ce,kl"]
+    args += ["baselines=${hydra:sweep.dir}/baselines", f"hydra.sweep.dir={sweep}"]
+    out = run(args, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    first, second = sorted(p for p in sweep.iterdir() if p.name[0].isdigit())
+    assert (first / "eval/teacher_results.jsonl").is_file()
+    assert not (second / "eval/teacher_results.jsonl").exists()  # read, not scored again
+    assert len(list((sweep / "baselines").glob("*.json"))) == 1
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (first, second))
+    for row in ("teacher", "student_before"):
+        for key in ("ce", "top1_agreement", "eval/humaneval/pass@1"):
+            assert m2[f"pipeline/{row}/{key}"] == m1[f"pipeline/{row}/{key}"], (row, key)
+    assert m2["pipeline/student_after/ce"] != m1["pipeline/student_after/ce"]  # trained apart

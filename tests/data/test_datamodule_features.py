@@ -9,9 +9,10 @@ import pickle
 
 import pytest
 
-from distill.config import DataConfig
+from distill.config import DataConfig, QualityConfig
 from distill.data.datamodule import (
     CURRICULA,
+    DatasetError,
     DistillDataModule,
     LengthGroupedSampler,
     code_spans,
@@ -233,3 +234,36 @@ def test_curriculum_and_accumulation_are_checked(tmp_path, tokenizer):
         assert DataConfig(curriculum=name).curriculum == name
     with pytest.raises(ValueError, match=r"data.curriculum='easy_first': use none or difficulty"):
         DataConfig(curriculum="easy_first")
+
+
+# --- quality filter ----------------------------------------------------------------------------
+
+
+def test_training_sees_only_what_the_quality_filter_keeps(tmp_path, tokenizer, caplog):
+    good = [record(i, f"```python\ndef f{i}(x):\n    return x * {i}\n```") for i in range(12)]
+    for r in good:
+        r.update(code=r["response"].split("\n", 1)[1].rsplit("```", 1)[0], checks={"syntax": True})
+    broken = record(90, "```python\ndef f(:\n```")
+    broken.update(code="def f(:", checks={"syntax": False})
+    duplicate = {**good[3], "id": "r091"}
+    no_checks = record(92, "```python\nprint(92)\n```")  # from elsewhere: kept, code in response
+    path = tmp_path / "d.jsonl"
+    write_jsonl(path, [*good, broken, duplicate, no_checks])
+    quality = QualityConfig(decontaminate=False)
+    dm = DistillDataModule(path, tokenizer, val_fraction=0.2, quality=quality)
+    with caplog.at_level(logging.INFO):
+        dm.setup("fit")
+    ids = {e["id"] for e in dm.train_set + dm.val_set}
+    assert ids == {r["id"] for r in good} | {"r092"}
+    assert "syntax_error" in caplog.text and "exact_dup" in caplog.text
+    unfiltered = DistillDataModule(path, tokenizer, val_fraction=0.2)
+    unfiltered.setup("fit")
+    assert len(unfiltered.train_set + unfiltered.val_set) == 15
+
+
+def test_a_dataset_the_filter_empties_names_the_knob(tmp_path, tokenizer):
+    rows = [{**record(i, "no code"), "code": "", "checks": {}} for i in range(4)]
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    dm = DistillDataModule(tmp_path / "d.jsonl", tokenizer, quality=DataConfig())
+    with pytest.raises(DatasetError, match="data.quality.drop_no_code=false"):
+        dm.setup("fit")
