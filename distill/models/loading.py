@@ -125,9 +125,17 @@ def load_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrain
 
     Only LoRA parameters require gradients; the (quantized) base stays frozen.
     """
+    return add_lora(load_base_student(cfg, attn_implementation), cfg)
+
+
+def add_lora(model: PreTrainedModel, cfg: DictConfig) -> PreTrainedModel:
+    """Freeze a loaded base student (4-bit or not), set up checkpointing, add LoRA adapters.
+
+    Split from `load_student` so a model built in memory (experiments/performance/gpu_7b.py)
+    goes through the same k-bit preparation and adapters as one loaded from disk.
+    """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    model = load_base_student(cfg, attn_implementation)
     if cfg.quantization is not None:
         model = prepare_model_for_kbit_training(
             model,
