@@ -23,6 +23,10 @@ from distill.losses.token import SparseRows, TokenChunk, TokenLoss, teacher_toke
 
 # Elements of one chunk's fp32 logits: 2**21 is 8 MiB, about 64 rows of a 32k vocabulary.
 CHUNK_ELEMENTS = 2**21
+# Bytes of logit gradients gathered before one update of a trainable head's (V, H) gradient:
+# 32 MiB is 262 fp32 or 524 bf16 rows of a 32k vocabulary. Fewer, larger updates pass over the
+# (V, H) accumulator fewer times and, in bf16, round it fewer times.
+HEAD_GRAD_BYTES = 2**25
 
 
 @dataclass
@@ -121,6 +125,34 @@ class _Job:
         self.diag["kl"] = self.diag.get("kl", 0.0) + kl
 
 
+class _HeadGrad:
+    """A trainable head's gradient, sum_i g_i^T x_i, updated once per block of gathered rows.
+
+    Args:
+        grad: (V, H) accumulator, in the head's dtype.
+        width: H; rows: how many (g, x) rows a block holds.
+    """
+
+    def __init__(self, grad: Tensor, width: int, rows: int) -> None:
+        self.grad, self.filled = grad, 0
+        self.g = grad.new_empty((rows, grad.shape[0]))
+        self.x = grad.new_empty((rows, width))
+
+    def add(self, g: Tensor, x: Tensor) -> None:
+        """Gather (n, V) logit gradients and their (n, H) inputs; update when the block is full."""
+        if self.filled + len(g) > len(self.g):  # a block holds at least one chunk
+            self.flush()
+        end = self.filled + len(g)
+        self.g[self.filled : end], self.x[self.filled : end] = g, x
+        self.filled = end
+
+    def flush(self) -> Tensor:
+        if self.filled:
+            n, self.filled = self.filled, 0
+            self.grad.addmm_(self.g[:n].t(), self.x[:n])
+        return self.grad
+
+
 class _FusedTokenLoss(torch.autograd.Function):
     """inputs (N, H) hidden rows with a (V, H) head, or (N, V) logits rows with no head."""
 
@@ -129,7 +161,9 @@ class _FusedTokenLoss(torch.autograd.Function):
         grad_in = torch.zeros_like(inputs) if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
         if weight is not None and ctx.needs_input_grad[1]:  # the one unavoidable (V, H) buffer
-            grad_w = torch.zeros_like(weight[: job.vocab])
+            block = HEAD_GRAD_BYTES // (job.vocab * weight.element_size())
+            rows = min(len(inputs), max(job.chunk_size, block))
+            grad_w = _HeadGrad(torch.zeros_like(weight[: job.vocab]), weight.shape[1], rows)
         if bias is not None and ctx.needs_input_grad[2]:
             grad_b = torch.zeros_like(bias[: job.vocab])
         # Cast once here (under autocast F.linear would copy the whole head for every chunk).
@@ -155,9 +189,10 @@ class _FusedTokenLoss(torch.autograd.Function):
                 else:
                     grad_in[start : start + len(x)] = (g.to(w.dtype) @ w).to(grad_in.dtype)
             if grad_w is not None:
-                grad_w.addmm_(g.t().to(grad_w.dtype), x.to(grad_w.dtype))
+                grad_w.add(g, x)
             if grad_b is not None:
                 grad_b += g.sum(0).to(grad_b.dtype)
+        grad_w = None if grad_w is None else grad_w.flush()
         ctx.grads = (grad_in, grad_w, grad_b, weight, bias)
         return total
 

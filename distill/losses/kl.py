@@ -49,8 +49,13 @@ class ForwardKLLoss(TokenLoss):
         if chunk.teacher_logits is None:
             return None  # sparse caches: autograd through the bucketed distributions
         t = self.temperature
-        t_logp = F.log_softmax(chunk.teacher_logits.float() / t, dim=-1)
-        s_logp = F.log_softmax(s_logits / t, dim=-1)
+        # At T=1 no scaled copy of either side's (n, V) logits is made.
+        t_logp = F.log_softmax(_scaled(chunk.teacher_logits.float(), t), dim=-1)
+        s_logp = F.log_softmax(_scaled(s_logits, t), dim=-1)
         p = t_logp.exp()
         values = t_logp.sub_(s_logp).mul_(p).sum(-1) * t**2
         return values, s_logp.exp_().sub_(p).mul_(t)
+
+
+def _scaled(logits: Tensor, t: float) -> Tensor:
+    return logits if t == 1 else logits / t

@@ -232,6 +232,7 @@ def step_outputs(
             hidden state and lm_head are handed over and token losses project chunk by chunk.
     """
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    inputs["use_cache"] = False  # a KV cache is dead weight in a training step (1 GiB at 7B x 2048)
     out = StepOutputs(teacher_sparse=batch.get("teacher_sparse"))
     if teacher is not None:
         # no_grad, not inference_mode: components may save teacher tensors for their backward.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.losses import LOSSES, StepOutputs, build_loss
+from distill.losses import LOSSES, StepOutputs, build_loss, chunked
 from distill.losses.base import SparseTargets
 from distill.losses.chunked import chunked_kl, fused_token_losses
 
@@ -86,6 +86,20 @@ def test_chunked_equals_dense_in_value_and_gradient(name, chunk_size):
     got_grads, want_grads = grads(got.total, hidden, head), grads(want, hidden, head)
     assert len(got_grads) == len(want_grads) == (3 if head.bias is not None else 2)
     for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("block_rows", "chunk_size"), [(2, 1), (5, 2), (4, 3), (1, 4)])
+def test_the_head_gradient_gathered_in_blocks_equals_dense(block_rows, chunk_size, monkeypatch):
+    # Blocks of a few rows, so the head's gradient is updated several times, at odd boundaries.
+    monkeypatch.setattr(chunked, "HEAD_GRAD_BYTES", block_rows * V * 4)
+    hidden, head, teacher, labels = make(seed=1)
+    out = StepOutputs(student_hidden=hidden, student_head=head, teacher_logits=teacher)
+    got = fused_token_losses(
+        out, {"labels": labels}, {"kl": (LOSSES.build("kl"), 1.0)}, chunk_size=chunk_size
+    )
+    want = dense_reference("kl", hidden, head, teacher, labels)
+    for g, w in zip(grads(got.total, hidden, head), grads(want, hidden, head), strict=True):
         torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
 
 
