@@ -2,7 +2,8 @@
 
 Each RUN_DIR holds a `metrics.json`, or is a Hydra multirun sweep directory whose job folders do;
 a sweep expands to its jobs, each named by the overrides that differ between them. Writes a
-Markdown table, a CSV and a bar chart PNG of pass@k per run, and prints the table.
+Markdown table and a CSV sorted by the chosen metric (best first), and a PNG of each metric
+against each swept parameter (against the runs when nothing was swept), and prints the table.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,9 @@ from distill.config import UserError
 
 METRICS_FILE = "metrics.json"
 PASS_AT_K = re.compile(r"^eval/[^/]+/(strict/)?pass@\d+$")
+# Metrics where lower is better (a loss, a divergence); every other metric sorts high first.
+LOWER_IS_BETTER = re.compile(r"(^|/)(kl|ce|nll|ppl|perplexity|loss\w*|\w*_loss)$")
+ORDERS = ("auto", "asc", "desc", "none")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class Run:
     name: str
     path: Path
     metrics: dict[str, Any]
+    params: dict[str, str] = field(default_factory=dict)  # the swept overrides, key -> value
 
 
 def load_runs(paths: Sequence[Path]) -> list[Run]:
@@ -59,10 +64,29 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
     names = [name for name, _ in named]
     runs = []
     for name, path in named:
+        params = dict(o.split("=", 1) for o in name.split(",") if "=" in o)
         if names.count(name) > 1:  # two sweeps with the same grid, or two runs called alike
             name = f"{path.parent.name}/{name}"
-        runs.append(Run(name, path, json.loads((path / METRICS_FILE).read_text())))
+        runs.append(Run(name, path, json.loads((path / METRICS_FILE).read_text()), params))
     return runs
+
+
+def sort_runs(runs: Sequence[Run], key: str, order: str = "auto") -> list[Run]:
+    """``runs`` best first by ``key`` (runs without it last). ``order``: "auto" (ascending for
+    losses and divergences, see :data:`LOWER_IS_BETTER`, else descending), "asc", "desc", or
+    "none" (as given)."""
+    if order not in ORDERS:
+        raise UserError(f"--order {order}: use one of {', '.join(ORDERS)}")
+    if order == "none":
+        return list(runs)
+    ascending = order == "asc" or (order == "auto" and bool(LOWER_IS_BETTER.search(key)))
+    sign = 1.0 if ascending else -1.0
+
+    def rank(run: Run) -> tuple[bool, float]:
+        value = _float(run.metrics.get(key))
+        return (value != value, 0.0 if value != value else sign * value)  # NaN: missing, last
+
+    return sorted(runs, key=rank)
 
 
 def job_names(jobs: Sequence[Path]) -> list[str]:
@@ -114,33 +138,53 @@ def write_csv(path: Path, runs: Sequence[Run], keys: Sequence[str]) -> None:
             writer.writerow([run.name, str(run.path), *(run.metrics.get(k, "") for k in keys)])
 
 
-def bar_chart(path: Path, runs: Sequence[Run], keys: Sequence[str]) -> None:
-    """Grouped bars: one group per run, one bar per metric (in %), its value written above it."""
+def plot(path: Path, runs: Sequence[Run], keys: Sequence[str]) -> None:
+    """One panel per metric (rows) and swept parameter (columns): the metric against the
+    parameter's values (a line when they are numbers, bars otherwise); against the runs when
+    nothing was swept. pass@k in %."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    width = 0.8 / max(len(keys), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(runs) * max(len(keys), 1) ** 0.5), 4.5))
-    for i, key in enumerate(keys):
-        values = [100 * _float(run.metrics.get(key)) for run in runs]
-        xs = [r + (i - (len(keys) - 1) / 2) * width for r in range(len(runs))]
-        bars = ax.bar(xs, values, width, label=key)
-        labels = [f"{v:.1f}" if v == v else "-" for v in values]  # NaN: the run lacks it
-        ax.bar_label(bars, labels=labels, fontsize=7)
-    ax.set_xticks(range(len(runs)), [run.name for run in runs], rotation=20, ha="right")
-    ax.set_ylabel("%")
-    ax.set_ylim(0, 105)
-    ax.legend(fontsize=8)
-    ax.set_title("pass@k per run")
+    params = list(dict.fromkeys(p for run in runs for p in run.params)) or [None]
+    fig, axes = plt.subplots(
+        len(keys), len(params), squeeze=False,
+        figsize=(max(5.0, 0.9 * len(runs)) * len(params), 3.2 * len(keys)),
+    )  # fmt: skip
+    for row, key in enumerate(keys):
+        scale = 100.0 if "pass@" in key else 1.0
+        for col, param in enumerate(params):
+            ax = axes[row][col]
+            chosen = [r for r in runs if param is None or param in r.params]
+            xs = [r.name if param is None else r.params[param] for r in chosen]
+            ys = [scale * _float(r.metrics.get(key)) for r in chosen]
+            if param is not None and all(_is_number(x) for x in xs):
+                pairs = sorted(zip(map(float, xs), ys, strict=True))
+                ax.plot([x for x, _ in pairs], [y for _, y in pairs], "o-")
+            else:
+                bars = ax.bar(range(len(xs)), ys)
+                ax.bar_label(bars, labels=[f"{y:.3g}" if y == y else "-" for y in ys], fontsize=7)
+                ax.set_xticks(range(len(xs)), xs, rotation=25, ha="right", fontsize=8)
+            ax.set_xlabel(param or "run")
+            ax.set_ylabel(f"{key} (%)" if scale == 100.0 else key)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def compare(paths: Sequence[Path], out_dir: Path, metrics: Sequence[str] | None = None) -> str:
+def compare(
+    paths: Sequence[Path],
+    out_dir: Path,
+    metrics: Sequence[str] | None = None,
+    sort: str | None = None,
+    order: str = "auto",
+) -> str:
     """Write ``comparison.md``, ``comparison.csv`` and ``comparison.png`` into ``out_dir``.
+
+    Args:
+        sort: the metric the rows are sorted by (best first); None: the first metric shown.
+        order: see :func:`sort_runs`.
 
     Returns:
         The table for the terminal.
@@ -149,12 +193,13 @@ def compare(paths: Sequence[Path], out_dir: Path, metrics: Sequence[str] | None 
     keys = metric_keys(runs, metrics)
     if not keys:
         raise UserError("no pass@k metric in these runs: choose metrics with --metric KEY")
+    runs = sort_runs(runs, sort or keys[0], order)
     rows = table_rows(runs, keys)
     out_dir.mkdir(parents=True, exist_ok=True)
     listing = "\n".join(f"- {run.name}: `{run.path}`" for run in runs)
     (out_dir / "comparison.md").write_text(f"# distill compare\n\n{markdown(rows)}\n\n{listing}\n")
     write_csv(out_dir / "comparison.csv", runs, keys)
-    bar_chart(out_dir / "comparison.png", runs, keys)
+    plot(out_dir / "comparison.png", runs, keys)
     return plain(rows)
 
 
@@ -165,11 +210,16 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument(
         "--metric", action="append", help="metrics.json key to show (repeatable); default: pass@k"
     )
+    parser.add_argument("--sort", help="metric to sort by, best first; default: the first shown")
+    parser.add_argument(
+        "--order", default="auto", choices=ORDERS,
+        help="auto: ascending for losses and divergences (kl, ce, loss...), else descending",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="output folder; default outputs/compare/<time>")
     args = parser.parse_args(list(argv))
     out = args.out or Path("outputs/compare") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     try:
-        table = compare(args.runs, out, args.metric)
+        table = compare(args.runs, out, args.metric, args.sort, args.order)
     except UserError as err:
         sys.stderr.write(f"distill compare: {err}\n")
         raise SystemExit(2) from None
@@ -190,6 +240,14 @@ def _cell(value: Any, key: str) -> str:
 def _float(value: Any) -> float:
     number = isinstance(value, int | float) and not isinstance(value, bool)
     return float(value) if number else float("nan")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _num(text: str) -> int:

@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from distill.config import UserError
-from distill.evaluation.compare import compare, job_names, load_runs, metric_keys, table_rows
+from distill.evaluation.compare import (
+    compare,
+    job_names,
+    load_runs,
+    metric_keys,
+    sort_runs,
+    table_rows,
+)
 
 
 def _run(path: Path, metrics: dict, overrides: list[str] | None = None) -> Path:
@@ -74,10 +81,35 @@ def test_compare_writes_markdown_csv_and_png(runs, tmp_path) -> None:
     assert "| baseline | 25.0% | 1.5 |" in md and "| loss=ce | 0.0% | - |" in md
     with (out / "comparison.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert [r["run"] for r in rows] == ["baseline", "loss=ce", "loss=kl", "loss=ce_kl"]
-    assert float(rows[0]["eval/humaneval/pass@1"]) == 0.25 and rows[1]["train/loss_last"] == ""
+    # Sorted by the first metric, best (highest pass@1) first.
+    assert [r["run"] for r in rows] == ["baseline", "loss=ce_kl", "loss=kl", "loss=ce"]
+    assert float(rows[0]["eval/humaneval/pass@1"]) == 0.25 and rows[3]["train/loss_last"] == ""
     png = (out / "comparison.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_losses_sort_low_first_scores_high_first_and_missing_last(tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    values = [(0.5, 0.7, "1"), (0.3, 0.6, "0.1"), (None, 0.9, "0.5")]
+    for num, (kl, agree, lr) in enumerate(values):
+        metrics = {"val/top1_agreement": agree} | ({} if kl is None else {"val/kl": kl})
+        _run(sweep / str(num), metrics, ["loss=kl", f"train.optimizer.lr={lr}"])
+    runs = load_runs([sweep])
+    assert runs[0].params == {"train.optimizer.lr": "1"}
+    assert [r.params["train.optimizer.lr"] for r in sort_runs(runs, "val/kl")] == [
+        "0.1",
+        "1",
+        "0.5",
+    ]
+    by_agreement = sort_runs(runs, "val/top1_agreement")
+    assert [r.params["train.optimizer.lr"] for r in by_agreement] == ["0.5", "1", "0.1"]
+    assert [r.name for r in sort_runs(runs, "val/kl", "desc")][:2] == [runs[0].name, runs[1].name]
+    assert sort_runs(runs, "val/kl", "none") == runs
+    with pytest.raises(UserError, match="--order"):
+        sort_runs(runs, "val/kl", "up")
+    # A numeric parameter is plotted as a line, the metric against its values.
+    compare([sweep], tmp_path / "out", ["val/kl", "val/top1_agreement"])
+    assert (tmp_path / "out" / "comparison.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_same_names_get_their_parent(tmp_path) -> None:
