@@ -23,10 +23,11 @@ from distill.losses.token import SparseRows, TokenChunk, TokenLoss, teacher_toke
 
 # Elements of one chunk's fp32 logits: 2**21 is 8 MiB, about 64 rows of a 32k vocabulary.
 CHUNK_ELEMENTS = 2**21
-# Bytes of logit gradients gathered before one update of a trainable head's (V, H) gradient:
-# 32 MiB is 262 fp32 or 524 bf16 rows of a 32k vocabulary. Fewer, larger updates pass over the
-# (V, H) accumulator fewer times and, in bf16, round it fewer times.
-HEAD_GRAD_BYTES = 2**25
+# Bytes of logit gradients gathered before one update of a trainable head's (V, H) gradient, by
+# the head's element size: 131 fp32 or 524 bf16 rows of a 32k vocabulary. Fewer, larger updates
+# pass over the (V, H) accumulator fewer times; a 16-bit accumulator is also rounded fewer times,
+# so it gets the larger block (measured: experiments/performance/kd_loss).
+HEAD_GRAD_BYTES = {4: 2**24, 2: 2**25}
 
 
 @dataclass
@@ -54,6 +55,7 @@ class _Job:
     vocab: int | None
     diagnostics: bool
     compute_dtype: torch.dtype | None = None  # of the head matmul; None: the head's own
+    first_row: int | None = None  # set when `rows` is one contiguous run starting there
     values: dict[str, Tensor] = field(default_factory=dict)
     diag: dict[str, Tensor] = field(default_factory=dict)
 
@@ -69,7 +71,10 @@ class _Job:
                 None if sparse.entropy is None else sparse.entropy[start:end],
             )
         teacher = None
-        if self.teacher is not None:
+        if self.teacher is not None and self.first_row is not None:  # a view: no (n, V) copy
+            end = min(end, len(self.rows))
+            teacher = self.teacher[self.first_row + start : self.first_row + end, : self.vocab]
+        elif self.teacher is not None:
             teacher = self.teacher.index_select(0, self.rows[start:end])[:, : self.vocab]
         code = None if self.code is None else self.code[start:end]
         return TokenChunk(self.labels[start:end], teacher, sparse, code)
@@ -161,7 +166,8 @@ class _FusedTokenLoss(torch.autograd.Function):
         grad_in = torch.zeros_like(inputs) if ctx.needs_input_grad[0] else None
         grad_w = grad_b = None
         if weight is not None and ctx.needs_input_grad[1]:  # the one unavoidable (V, H) buffer
-            block = HEAD_GRAD_BYTES // (job.vocab * weight.element_size())
+            size = weight.element_size()
+            block = HEAD_GRAD_BYTES.get(size, 2**25) // (job.vocab * size)
             rows = min(len(inputs), max(job.chunk_size, block))
             grad_w = _HeadGrad(torch.zeros_like(weight[: job.vocab]), weight.shape[1], rows)
         if bias is not None and ctx.needs_input_grad[2]:
@@ -225,6 +231,21 @@ def scored_rows(labels: Tensor) -> Tensor:
     return mask.flatten().nonzero().squeeze(1)
 
 
+def first_of_run(rows: Tensor) -> int | None:
+    """The first of the sorted `rows` when they are one contiguous run (one sequence without
+    padding: the long-context case), else None."""
+    if len(rows) and int(rows[-1]) - int(rows[0]) + 1 == len(rows):
+        return int(rows[0])
+    return None
+
+
+def take_rows(flat: Tensor, rows: Tensor) -> Tensor:
+    """flat[rows] of a (B*T, D) tensor: a view when the rows are one contiguous run, so their
+    (N, D) copy is never made; else a copy."""
+    first = first_of_run(rows)
+    return flat.index_select(0, rows) if first is None else flat[first : first + len(rows)]
+
+
 def default_chunk_size(vocab: int, trainable_head: bool = True) -> int:
     """Rows per chunk: a frozen head (QLoRA) affords chunks twice as large, which cost fewer
     passes over the head (measured at T=2048, V=32016: 128 rows 131 MiB, 65 rows 84 MiB)."""
@@ -253,11 +274,11 @@ def fused_token_losses(
     labels = batch["labels"]
     rows = scored_rows(labels)
     if out.student_logits is not None or out.student_head is None:
-        inputs = out.student_logits.flatten(0, 1).index_select(0, rows)
+        inputs = take_rows(out.student_logits.flatten(0, 1), rows)
         weight = bias = None
         width = inputs.shape[1]
     else:
-        inputs = out.student_hidden.flatten(0, 1).index_select(0, rows)
+        inputs = take_rows(out.student_hidden.flatten(0, 1), rows)
         weight, bias = out.student_head.weight, getattr(out.student_head, "bias", None)
         width = weight.shape[0]
     vocab = min(vocab or width, width)
@@ -274,6 +295,7 @@ def fused_token_losses(
         chunk_size=chunk_size or default_chunk_size(vocab, weight is None or weight.requires_grad),
         vocab=vocab,
         diagnostics=diagnostics,
+        first_row=first_of_run(rows),
     )
     device = inputs.device.type
     if torch.is_autocast_enabled(device):
@@ -370,5 +392,6 @@ def chunked_kl(
         chunk_size=chunk_size or default_chunk_size(vocab, weight.requires_grad),
         vocab=vocab,
         diagnostics=False,
+        first_row=0,
     )
     return _FusedTokenLoss.apply(hidden, weight, None, job)

@@ -92,13 +92,29 @@ def test_chunked_equals_dense_in_value_and_gradient(name, chunk_size):
 @pytest.mark.parametrize(("block_rows", "chunk_size"), [(2, 1), (5, 2), (4, 3), (1, 4)])
 def test_the_head_gradient_gathered_in_blocks_equals_dense(block_rows, chunk_size, monkeypatch):
     # Blocks of a few rows, so the head's gradient is updated several times, at odd boundaries.
-    monkeypatch.setattr(chunked, "HEAD_GRAD_BYTES", block_rows * V * 4)
+    monkeypatch.setattr(chunked, "HEAD_GRAD_BYTES", {4: block_rows * V * 4})
     hidden, head, teacher, labels = make(seed=1)
     out = StepOutputs(student_hidden=hidden, student_head=head, teacher_logits=teacher)
     got = fused_token_losses(
         out, {"labels": labels}, {"kl": (LOSSES.build("kl"), 1.0)}, chunk_size=chunk_size
     )
     want = dense_reference("kl", hidden, head, teacher, labels)
+    for g, w in zip(grads(got.total, hidden, head), grads(want, hidden, head), strict=True):
+        torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
+
+
+def test_one_unpadded_sequence_is_projected_from_a_view_and_equals_dense():
+    hidden, head, teacher, labels = make(seed=2)
+    hidden, teacher, labels = hidden[:1].detach().requires_grad_(), teacher[:1], labels[:1]
+    rows = chunked.scored_rows(labels)  # positions 1..T-2: one contiguous run
+    view = chunked.take_rows(hidden.flatten(0, 1), rows)
+    assert view.data_ptr() == hidden[0, 1].data_ptr()  # no copy of the hidden rows
+    out = StepOutputs(student_hidden=hidden, student_head=head, teacher_logits=teacher)
+    got = fused_token_losses(
+        out, {"labels": labels}, {"kl": (LOSSES.build("kl"), 1.0)}, chunk_size=2
+    )
+    want = dense_reference("kl", hidden, head, teacher, labels)
+    assert got.total.item() == pytest.approx(want.item(), rel=1e-5)
     for g, w in zip(grads(got.total, hidden, head), grads(want, hidden, head), strict=True):
         torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
 
