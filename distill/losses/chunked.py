@@ -239,10 +239,9 @@ def first_of_run(rows: Tensor) -> int | None:
     return None
 
 
-def take_rows(flat: Tensor, rows: Tensor) -> Tensor:
-    """flat[rows] of a (B*T, D) tensor: a view when the rows are one contiguous run, so their
-    (N, D) copy is never made; else a copy."""
-    first = first_of_run(rows)
+def take_rows(flat: Tensor, rows: Tensor, first: int | None) -> Tensor:
+    """flat[rows] of a (B*T, D) tensor: a view when the rows are one contiguous run starting at
+    `first` (from `first_of_run`), so their (N, D) copy is never made; else a copy."""
     return flat.index_select(0, rows) if first is None else flat[first : first + len(rows)]
 
 
@@ -273,12 +272,13 @@ def fused_token_losses(
     """
     labels = batch["labels"]
     rows = scored_rows(labels)
+    first = first_of_run(rows)  # one host sync, shared by the student's and teacher's rows
     if out.student_logits is not None or out.student_head is None:
-        inputs = take_rows(out.student_logits.flatten(0, 1), rows)
+        inputs = take_rows(out.student_logits.flatten(0, 1), rows, first)
         weight = bias = None
         width = inputs.shape[1]
     else:
-        inputs = take_rows(out.student_hidden.flatten(0, 1), rows)
+        inputs = take_rows(out.student_hidden.flatten(0, 1), rows, first)
         weight, bias = out.student_head.weight, getattr(out.student_head, "bias", None)
         width = weight.shape[0]
     vocab = min(vocab or width, width)
@@ -295,7 +295,7 @@ def fused_token_losses(
         chunk_size=chunk_size or default_chunk_size(vocab, weight is None or weight.requires_grad),
         vocab=vocab,
         diagnostics=diagnostics,
-        first_row=first_of_run(rows),
+        first_row=first,
     )
     device = inputs.device.type
     if torch.is_autocast_enabled(device):

@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from distill.losses.base import check_temperature, register_loss
-from distill.losses.token import TokenChunk, TokenLoss, aligned_log_probs, kl_per_token
+from distill.losses.token import (
+    TokenChunk,
+    TokenLoss,
+    aligned_log_probs,
+    kl_per_token,
+    scaled,
+)
 
 
 @register_loss("kl")
@@ -36,7 +42,7 @@ class ForwardKLLoss(TokenLoss):
         t = self.temperature
         sparse = chunk.sparse
         if chunk.teacher_logits is None and sparse is not None and sparse.kind == "sampled":
-            s_logp = F.log_softmax(s_logits / t, dim=-1).gather(-1, sparse.ids)
+            s_logp = F.log_softmax(scaled(s_logits, t), dim=-1).gather(-1, sparse.ids)
             weights = sparse.logp.float().exp()  # 0 on unused slots
             cross_entropy = -(weights * s_logp).sum(-1)
             entropy = 0.0 if sparse.entropy is None else sparse.entropy.float()
@@ -49,13 +55,8 @@ class ForwardKLLoss(TokenLoss):
         if chunk.teacher_logits is None:
             return None  # sparse caches: autograd through the bucketed distributions
         t = self.temperature
-        # At T=1 no scaled copy of either side's (n, V) logits is made.
-        t_logp = F.log_softmax(_scaled(chunk.teacher_logits.float(), t), dim=-1)
-        s_logp = F.log_softmax(_scaled(s_logits, t), dim=-1)
+        t_logp = F.log_softmax(scaled(chunk.teacher_logits.float(), t), dim=-1)
+        s_logp = F.log_softmax(scaled(s_logits, t), dim=-1)
         p = t_logp.exp()
         values = t_logp.sub_(s_logp).mul_(p).sum(-1) * t**2
         return values, s_logp.exp_().sub_(p).mul_(t)
-
-
-def _scaled(logits: Tensor, t: float) -> Tensor:
-    return logits if t == 1 else logits / t

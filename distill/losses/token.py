@@ -72,6 +72,11 @@ def sparse_log_probs(s_logp: Tensor, sparse: SparseRows) -> tuple[Tensor, Tensor
     return torch.cat([t_ids, t_tail[:, None]], -1), torch.cat([s_ids, s_tail[:, None]], -1)
 
 
+def scaled(logits: Tensor, temperature: float) -> Tensor:
+    """logits / T, without an (n, V) copy at T=1."""
+    return logits if temperature == 1 else logits / temperature
+
+
 def aligned_log_probs(
     s_logits: Tensor, chunk: TokenChunk, temperature: float, name: str
 ) -> tuple[Tensor, Tensor]:
@@ -86,9 +91,10 @@ def aligned_log_probs(
     Returns:
         Two (n, V) tensors with an online teacher, or two (n, K + 1) with a top-k cache.
     """
-    s_logp = F.log_softmax(s_logits / temperature, dim=-1)
+    s_logp = F.log_softmax(scaled(s_logits, temperature), dim=-1)
     if chunk.teacher_logits is not None:
-        return F.log_softmax(chunk.teacher_logits.float() / temperature, dim=-1), s_logp
+        t_logp = F.log_softmax(scaled(chunk.teacher_logits.float(), temperature), dim=-1)
+        return t_logp, s_logp
     if chunk.sparse is None:
         raise ValueError(f"loss '{name}' needs teacher logits: an online teacher or a logit cache")
     if chunk.sparse.kind != "topk":

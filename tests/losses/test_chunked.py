@@ -107,7 +107,7 @@ def test_one_unpadded_sequence_is_projected_from_a_view_and_equals_dense():
     hidden, head, teacher, labels = make(seed=2)
     hidden, teacher, labels = hidden[:1].detach().requires_grad_(), teacher[:1], labels[:1]
     rows = chunked.scored_rows(labels)  # positions 1..T-2: one contiguous run
-    view = chunked.take_rows(hidden.flatten(0, 1), rows)
+    view = chunked.take_rows(hidden.flatten(0, 1), rows, chunked.first_of_run(rows))
     assert view.data_ptr() == hidden[0, 1].data_ptr()  # no copy of the hidden rows
     out = StepOutputs(student_hidden=hidden, student_head=head, teacher_logits=teacher)
     got = fused_token_losses(
