@@ -2,8 +2,9 @@
 
 Each RUN_DIR holds a `metrics.json`, or is a Hydra multirun sweep directory whose job folders do;
 a sweep expands to its jobs, each named by the overrides that differ between them. Writes a
-Markdown table and a CSV sorted by the chosen metric (best first), and a PNG of each metric
-against each swept parameter (against the runs when nothing was swept), and prints the table.
+Markdown table and a CSV sorted by the chosen metric (best first), and a PNG: each metric
+against each swept parameter, or, when nothing was swept, the runs side by side (pass@k of each
+benchmark as grouped bars); and prints the table.
 """
 
 from __future__ import annotations
@@ -138,36 +139,71 @@ def write_csv(path: Path, runs: Sequence[Run], keys: Sequence[str]) -> None:
             writer.writerow([run.name, str(run.path), *(run.metrics.get(k, "") for k in keys)])
 
 
+@dataclass(frozen=True)
+class Panel:
+    """One subplot: each series' values at the x categories (bars), or at numeric x (a line)."""
+
+    xlabel: str
+    ylabel: str
+    xs: list[str]
+    series: dict[str, list[float]]  # label -> one value per x; NaN where a run lacks the metric
+    numeric: bool = False
+
+
+def panels(runs: Sequence[Run], keys: Sequence[str]) -> list[Panel]:
+    """What :func:`plot` draws. Nothing swept: the runs side by side, one panel per benchmark
+    with its pass@k (compatible and strict) as grouped bars, and one panel per other metric.
+    Swept: each metric against each swept parameter. pass@k in %."""
+    params = list(dict.fromkeys(p for run in runs for p in run.params))
+    if not params:
+        names = [run.name for run in runs]
+        groups: dict[str, list[str]] = {}
+        for key in keys:
+            bench = key.split("/")[1] if PASS_AT_K.match(key) else None
+            groups.setdefault(f"eval/{bench} pass@k (%)" if bench else key, []).append(key)
+        return [
+            Panel("run", ylabel, names, {_short(k): _values(runs, k) for k in members})
+            for ylabel, members in groups.items()
+        ]
+    out = []
+    for key in keys:
+        for param in params:
+            chosen = [r for r in runs if param in r.params]
+            xs = [r.params[param] for r in chosen]
+            numeric = all(_is_number(x) for x in xs)
+            if numeric:
+                order = sorted(range(len(xs)), key=lambda i: float(xs[i]))
+                chosen, xs = [chosen[i] for i in order], [xs[i] for i in order]
+            ylabel = f"{key} (%)" if "pass@" in key else key
+            out.append(Panel(param, ylabel, xs, {key: _values(chosen, key)}, numeric))
+    return out
+
+
 def plot(path: Path, runs: Sequence[Run], keys: Sequence[str]) -> None:
-    """One panel per metric (rows) and swept parameter (columns): the metric against the
-    parameter's values (a line when they are numbers, bars otherwise); against the runs when
-    nothing was swept. pass@k in %."""
+    """Draw :func:`panels` one above the other into a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
     import matplotlib.pyplot as plt
 
-    params = list(dict.fromkeys(p for run in runs for p in run.params)) or [None]
-    fig, axes = plt.subplots(
-        len(keys), len(params), squeeze=False,
-        figsize=(max(5.0, 0.9 * len(runs)) * len(params), 3.2 * len(keys)),
-    )  # fmt: skip
-    for row, key in enumerate(keys):
-        scale = 100.0 if "pass@" in key else 1.0
-        for col, param in enumerate(params):
-            ax = axes[row][col]
-            chosen = [r for r in runs if param is None or param in r.params]
-            xs = [r.name if param is None else r.params[param] for r in chosen]
-            ys = [scale * _float(r.metrics.get(key)) for r in chosen]
-            if param is not None and all(_is_number(x) for x in xs):
-                pairs = sorted(zip(map(float, xs), ys, strict=True))
-                ax.plot([x for x, _ in pairs], [y for _, y in pairs], "o-")
-            else:
-                bars = ax.bar(range(len(xs)), ys)
+    todo = panels(runs, keys)
+    width = max(5.0, 0.9 * max(len(p.xs) * max(1, len(p.series) / 2) for p in todo))
+    fig, axes = plt.subplots(len(todo), 1, squeeze=False, figsize=(width, 3.2 * len(todo)))
+    for ax, panel in zip(axes[:, 0], todo, strict=True):
+        if panel.numeric:
+            for label, ys in panel.series.items():
+                ax.plot([float(x) for x in panel.xs], ys, "o-", label=label)
+        else:
+            step = 0.8 / len(panel.series)
+            for i, (label, ys) in enumerate(panel.series.items()):
+                at = [x + (i - (len(panel.series) - 1) / 2) * step for x in range(len(panel.xs))]
+                bars = ax.bar(at, [0.0 if y != y else y for y in ys], step, label=label)
                 ax.bar_label(bars, labels=[f"{y:.3g}" if y == y else "-" for y in ys], fontsize=7)
-                ax.set_xticks(range(len(xs)), xs, rotation=25, ha="right", fontsize=8)
-            ax.set_xlabel(param or "run")
-            ax.set_ylabel(f"{key} (%)" if scale == 100.0 else key)
+            ax.set_xticks(range(len(panel.xs)), panel.xs, rotation=25, ha="right", fontsize=8)
+        if len(panel.series) > 1:
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -235,6 +271,16 @@ def _cell(value: Any, key: str) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "-" if value is None else str(value)
     return f"{value:.1%}" if "pass@" in key else f"{value:g}"
+
+
+def _values(runs: Sequence[Run], key: str) -> list[float]:
+    scale = 100.0 if "pass@" in key else 1.0
+    return [scale * _float(run.metrics.get(key)) for run in runs]
+
+
+def _short(key: str) -> str:
+    """``eval/humaneval/strict/pass@1`` -> ``strict/pass@1``."""
+    return key.split("/", 2)[2] if PASS_AT_K.match(key) else key
 
 
 def _float(value: Any) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from distill.evaluation.compare import (
     job_names,
     load_runs,
     metric_keys,
+    panels,
     sort_runs,
     table_rows,
 )
@@ -88,6 +90,23 @@ def test_compare_writes_markdown_csv_and_png(runs, tmp_path) -> None:
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 
 
+def test_runs_without_a_sweep_are_plotted_side_by_side_per_benchmark(tmp_path) -> None:
+    a = _run(tmp_path / "a", {"eval/humaneval/pass@1": 0.5, "eval/humaneval/strict/pass@1": 0.4})
+    b = _run(tmp_path / "b", {"eval/humaneval/pass@1": 0.25, "eval/mbpp/pass@1": 0.1})
+    runs = load_runs([a, b])
+    drawn = panels(runs, [*metric_keys(runs), "train/loss_last"])
+    assert [(p.xlabel, p.ylabel, p.xs) for p in drawn] == [
+        ("run", "eval/humaneval pass@k (%)", ["a", "b"]),
+        ("run", "eval/mbpp pass@k (%)", ["a", "b"]),
+        ("run", "train/loss_last", ["a", "b"]),
+    ]
+    humaneval = drawn[0].series
+    assert list(humaneval) == ["pass@1", "strict/pass@1"]  # grouped bars, one per key
+    assert humaneval["pass@1"] == [50.0, 25.0]
+    assert humaneval["strict/pass@1"][0] == 40.0 and math.isnan(humaneval["strict/pass@1"][1])
+    assert not any(p.numeric for p in drawn)
+
+
 def test_losses_sort_low_first_scores_high_first_and_missing_last(tmp_path) -> None:
     sweep = tmp_path / "sweep"
     values = [(0.5, 0.7, "1"), (0.3, 0.6, "0.1"), (None, 0.9, "0.5")]
@@ -107,7 +126,10 @@ def test_losses_sort_low_first_scores_high_first_and_missing_last(tmp_path) -> N
     assert sort_runs(runs, "val/kl", "none") == runs
     with pytest.raises(UserError, match="--order"):
         sort_runs(runs, "val/kl", "up")
-    # A numeric parameter is plotted as a line, the metric against its values.
+    # A numeric parameter is plotted as a line, the metric against its sorted values.
+    (kl_panel, _) = panels(runs, ["val/kl", "val/top1_agreement"])
+    assert kl_panel.numeric and kl_panel.xs == ["0.1", "0.5", "1"]
+    assert kl_panel.series["val/kl"][0] == 0.3 and math.isnan(kl_panel.series["val/kl"][1])
     compare([sweep], tmp_path / "out", ["val/kl", "val/top1_agreement"])
     assert (tmp_path / "out" / "comparison.png").read_bytes().startswith(b"\x89PNG")
 
