@@ -18,6 +18,7 @@ from distill.evaluation.harness import evaluate_model, score_samples_file, valid
 from distill.evaluation.prompts import POSTPROCESS_VERSION
 from distill.evaluation.scoring import pass_metrics
 from distill.evaluation.vllm_backend import load_vllm
+from distill.testing import tiny_model_dir
 from tests.conftest import compose_config
 
 from .conftest import EvalCfg, build_tiny_llama
@@ -272,6 +273,20 @@ def test_eval_app_scores_samples_and_logs_a_wandb_table(tmp_path, monkeypatch) -
     data = json.loads(table.read_text())
     assert data["columns"][:4] == ["task_id", "sample", "code", "passed"]
     assert [row[0] for row in data["data"]] == ["HumanEval/0", "HumanEval/1"]
+
+
+def test_any_hugging_face_model_folder_is_scored(tmp_path) -> None:
+    """`eval.model=teacher teacher=hf teacher.path=<folder>`: a model from outside distill."""
+    folder = tiny_model_dir("teacher")
+    overrides = ["eval.model=teacher", "teacher=hf", f"teacher.path={folder}", "eval.limit=2"]
+    overrides += ["teacher.dtype=float32", "eval.max_new_tokens=8", "eval.prompt_format=completion"]
+    cfg = compose_config("eval", overrides)
+    validate(cfg, *stage_checks("eval"))
+    metrics = run_eval(cfg, tmp_path / "run")
+    samples = _lines(tmp_path / "run" / "eval" / "teacher_samples.jsonl")
+    assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]
+    outcomes = sum(v for k, v in metrics.items() if "/outcome/" in k)
+    assert outcomes == 2 and 0.0 <= metrics["eval/humaneval/pass@1"] <= 1.0
 
 
 def test_distill_eval_samples_command(tmp_path) -> None:
