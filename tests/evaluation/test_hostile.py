@@ -103,6 +103,7 @@ def run_in(sandbox: Sandbox, completion: str, problem: Problem, timeout_s: float
 @pytest.fixture(scope="module", autouse=True)
 def nothing_left_behind() -> Iterator[None]:
     """After the module: bounded time, no process of ours, no stray file."""
+
     def children() -> set[int]:
         pids = map(int, filter(str.isdigit, os.listdir("/proc")))
         return {p for p in pids if _ppid(p) == os.getpid() and _alive(p)}
