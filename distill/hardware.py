@@ -35,6 +35,26 @@ def resolve_precision(cfg: DictConfig) -> str:
     )
 
 
+def inference_device(hardware: DictConfig) -> torch.device:
+    """Where a stage outside the Trainer (`distill eval`) runs its model: the first CUDA GPU when
+    `hardware.accelerator` is gpu or cuda (or auto, with one visible), else the CPU.
+
+    Raises:
+        UserError: `accelerator` gpu or cuda on a machine where torch sees no CUDA GPU.
+    """
+    accelerator = str(hardware.accelerator)
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", 0)
+    if accelerator in ("gpu", "cuda"):
+        raise UserError(
+            f"hardware.accelerator={accelerator} but torch sees no CUDA GPU here "
+            f"(torch {torch.__version__}): use hardware=cpu, or install a CUDA build of torch"
+        )
+    if accelerator not in ("cpu", "auto"):
+        log.warning("hardware.accelerator=%s: running the model on the CPU", accelerator)
+    return torch.device("cpu")
+
+
 @dataclass(frozen=True)
 class BatchSplit:
     """How one optimizer step's global batch is cut: `micro` examples per forward pass on each of

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from distill.evaluation.harness import evaluate_model, samples_label, score_samples_file
 from distill.evaluation.samples import eval_files, read_jsonl
+from distill.hardware import inference_device
 from distill.models import load_teacher, load_tokenizer, resolve_model_dir
 from distill.models.loading import load_base_student, pruned_model_dir
 from distill.runs import adapters_dir, update_metrics
@@ -22,8 +23,9 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     """(model, tokenizer, label): `eval.model=teacher`, or the student with `eval.adapters`.
 
     Without `eval.adapters`, the run directory's own `adapters/` is used when it exists (the
-    pipeline's layout), else the student is scored as it was before distillation. With
-    `eval.backend=vllm` the model is a vLLM engine on the same weights.
+    pipeline's layout), else the student is scored as it was before distillation. The model runs
+    where `hardware` says (a GPU with hardware=h100_80g and the like; see `inference_device`).
+    With `eval.backend=vllm` the model is a vLLM engine on the same weights.
     """
     teacher = cfg.eval.model == "teacher"
     adapters = Path(cfg.eval.adapters) if cfg.eval.adapters else adapters_dir(run_dir)
@@ -32,9 +34,11 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     tokenizer = load_tokenizer(cfg.teacher.path if teacher else cfg.student.path)
     if cfg.eval.backend == "vllm":
         return _load_vllm(cfg, str(adapters) if has_adapters else None), tokenizer, label
+    device = inference_device(cfg.hardware)
+    log.info("generating on %s", device)
     if teacher:
-        return load_teacher(cfg.teacher), tokenizer, label
-    model = load_base_student(cfg.student)
+        return load_teacher(cfg.teacher).to(device), tokenizer, label
+    model = load_base_student(cfg.student, device=device)
     if not has_adapters:
         log.info("no adapters given: scoring the student before distillation")
         return model, tokenizer, label

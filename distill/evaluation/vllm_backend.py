@@ -6,9 +6,11 @@ vLLM is not a dependency: it is imported only here, and only when the backend is
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from distill.config import ConfigError
@@ -22,6 +24,20 @@ VLLM_MISSING = (
     "eval.backend=vllm needs vLLM, which is not installed: run `pip install vllm` (Linux with a "
     "CUDA GPU), or use eval.backend=hf"
 )
+
+
+# The LoRA ranks vLLM's kernels are built for; its engine refuses adapters above max_lora_rank.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def max_lora_rank(adapters: str) -> int:
+    """The smallest rank vLLM supports that holds the adapters' ``r`` (its default, 16, would
+    refuse a student trained with r=32)."""
+    rank = int(json.loads((Path(adapters) / "adapter_config.json").read_text())["r"])
+    fits = [r for r in VLLM_LORA_RANKS if r >= rank]
+    if not fits:
+        raise ConfigError([f"LoRA rank {rank} ({adapters}) is above vLLM's largest, 512"])
+    return fits[0]
 
 
 def vllm_problems() -> list[str]:
@@ -59,8 +75,10 @@ def load_vllm(
     from vllm import LLM
     from vllm.lora.request import LoRARequest
 
-    quantization = {"quantization": "bitsandbytes"} if quantized else {}
-    llm = LLM(model=model_dir, enable_lora=adapters is not None, seed=seed, **quantization)
+    options: dict[str, Any] = {"quantization": "bitsandbytes"} if quantized else {}
+    if adapters is not None:
+        options |= {"enable_lora": True, "max_lora_rank": max_lora_rank(adapters)}
+    llm = LLM(model=model_dir, seed=seed, **options)
     lora = LoRARequest("student", 1, adapters) if adapters is not None else None
     return VLLMModel(llm, f"{model_dir}+{adapters}", lora)
 

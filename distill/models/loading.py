@@ -92,18 +92,22 @@ def quantization_config(cfg: DictConfig) -> BitsAndBytesConfig | None:
     )
 
 
-def load_base_student(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrainedModel:
-    """The student without adapters: pruned to `keep_layers`, quantized when asked."""
+def load_base_student(
+    cfg: DictConfig, attn_implementation: str = "sdpa", device: torch.device | str = "cpu"
+) -> PreTrainedModel:
+    """The student without adapters: pruned to `keep_layers`, quantized when asked, on `device`
+    (the Trainer moves a training student itself; 4-bit weights are quantized where they load)."""
     model_dir = resolve_model_dir(cfg.path)
     if cfg.keep_layers is not None:
         model_dir = pruned_model_dir(model_dir, list(cfg.keep_layers))
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         dtype=getattr(torch, cfg.compute_dtype),
         quantization_config=quantization_config(cfg),
         attn_implementation=attn_implementation,
-        device_map="cpu" if cfg.quantization else None,
+        device_map={"": str(device)} if cfg.quantization else None,
     )
+    return model if cfg.quantization else model.to(device)
 
 
 def keep_4bit_layers_trainable(model: PreTrainedModel) -> None:

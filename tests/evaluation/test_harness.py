@@ -17,7 +17,7 @@ from distill.evaluation.benchmarks import load_humaneval, load_problems
 from distill.evaluation.harness import evaluate_model, score_samples_file, validate_eval_config
 from distill.evaluation.prompts import POSTPROCESS_VERSION
 from distill.evaluation.scoring import pass_metrics
-from distill.evaluation.vllm_backend import load_vllm
+from distill.evaluation.vllm_backend import load_vllm, max_lora_rank
 from distill.testing import tiny_model_dir
 from tests.conftest import compose_config
 
@@ -242,6 +242,12 @@ def test_vllm_backend_without_vllm_is_a_config_error() -> None:
         validate(cfg, *stage_checks("eval"))
     with pytest.raises(ConfigError, match=r"pip install vllm"):
         load_vllm("/nonexistent", None)
+
+
+@pytest.mark.parametrize(("r", "expected"), [(4, 8), (16, 16), (17, 32), (64, 64), (300, 320)])
+def test_vllm_lora_rank_holds_the_adapters_rank(tmp_path, r: int, expected: int) -> None:
+    (tmp_path / "adapter_config.json").write_text(json.dumps({"r": r, "lora_alpha": 2 * r}))
+    assert max_lora_rank(str(tmp_path)) == expected
 
 
 def test_eval_config_checks_paths(tmp_path) -> None:
