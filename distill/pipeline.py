@@ -12,6 +12,7 @@ from distill.baselines import baseline_key, load_baselines, store_baselines
 from distill.data.app import run_generate
 from distill.evaluation.harness import evaluate_model
 from distill.evaluation.report import comparison_table
+from distill.hardware import inference_device
 from distill.runs import update_metrics
 from distill.training.app import build_training, fit
 from distill.training.heldout import heldout_scores
@@ -22,7 +23,11 @@ log = logging.getLogger(__name__)
 def score(
     model, teacher, tokenizer, val_batches, cfg: DictConfig, run_dir: Path, label: str
 ) -> dict[str, Any]:
-    """Held-out CE and agreement plus the benchmark score of one model."""
+    """Held-out CE and agreement plus the benchmark score of one model, on the device `hardware`
+    names (the Trainer leaves the module on the CPU when it ends)."""
+    device = inference_device(cfg.hardware)
+    for each in {id(m): m for m in (model, teacher) if m is not None}.values():
+        each.to(device)
     scores = heldout_scores(model, teacher, val_batches)
     scores.update(evaluate_model(model, tokenizer, cfg.eval, run_dir / "eval", label))
     log.info("%s: %s", label, {k: v for k, v in scores.items() if isinstance(v, float)})

@@ -93,12 +93,12 @@ class Teacher(Protocol):
         ...
 
 
-def build_teacher(cfg: DictConfig) -> Teacher:
-    """The text teacher for the `teacher` config group."""
+def build_teacher(cfg: DictConfig, device: Any = "cpu") -> Teacher:
+    """The text teacher for the `teacher` config group; a local (hf) one runs on `device`."""
     if cfg.kind == "hf":
         from distill.teachers.hf import HFTeacher
 
-        return HFTeacher.from_config(cfg)
+        return HFTeacher.from_config(cfg, device)
     from distill.teachers.claude import ClaudeTeacher
 
     return ClaudeTeacher.from_config(cfg)

@@ -41,11 +41,11 @@ class HFTeacher:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 
     @classmethod
-    def from_config(cls, cfg: DictConfig) -> HFTeacher:
+    def from_config(cls, cfg: DictConfig, device: torch.device | str = "cpu") -> HFTeacher:
         from distill.models import load_teacher, load_tokenizer
 
         return cls(
-            lambda: (load_teacher(cfg), load_tokenizer(cfg.path)),
+            lambda: (load_teacher(cfg).to(device), load_tokenizer(cfg.path)),
             cfg.name,
             cfg.max_new_tokens,
             cfg.batch_size,

@@ -71,14 +71,15 @@ def heldout_scores(
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     sums: dict[str, float] = {}
     for batch in batches:
-        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask")}
         logits = model(**inputs).logits
         t_logits = (
             None if teacher is None else logits if teacher is model else teacher(**inputs).logits
         )
-        scores = answer_token_scores(logits, t_logits, batch["labels"])
+        scores = answer_token_scores(logits, t_logits, batch["labels"].to(device))
         n = float(scores.pop("tokens"))
         sums["tokens"] = sums.get("tokens", 0.0) + n
         for key, value in scores.items():

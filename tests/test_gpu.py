@@ -1,5 +1,6 @@
-"""`distill eval` on a CUDA GPU (`pytest -m gpu`; the vLLM case also needs `pip install vllm`):
-the 4-bit student generates on the GPU, and vLLM scores the same problems as transformers."""
+"""The stages outside the Trainer on a CUDA GPU (`pytest -m gpu`; the vLLM case also needs
+`pip install vllm`): a local teacher generates there, the 4-bit student is evaluated there, the
+pipeline scores there, and vLLM scores the same problems as transformers."""
 
 from __future__ import annotations
 
@@ -12,7 +13,11 @@ import torch
 
 from distill.checks import stage_checks
 from distill.config import validate
+from distill.data.app import run_generate
 from distill.evaluation.app import load_eval_model, run_eval
+from distill.hardware import inference_device
+from distill.pipeline import run_pipeline
+from distill.teachers import build_teacher
 from tests.conftest import compose_config
 
 pytestmark = [
@@ -29,6 +34,21 @@ def _score(backend: str, run_dir: Path) -> tuple[dict, list[dict]]:
     metrics = run_eval(cfg, run_dir)
     samples = [json.loads(line) for line in (run_dir / "eval" / "teacher_samples.jsonl").open()]
     return metrics, samples
+
+
+def test_a_local_teacher_generates_on_the_gpu(tmp_path: Path) -> None:
+    cfg = compose_config("generate", [GPU, "data.num_examples=2", "teacher.max_new_tokens=32"])
+    model, _ = build_teacher(cfg.teacher, inference_device(cfg.hardware))._load()
+    assert model.device.type == "cuda"
+    metrics = run_generate(cfg, tmp_path)
+    assert metrics["generate/records"] == 2
+
+
+def test_the_pipeline_scores_on_the_gpu(tmp_path: Path) -> None:
+    overrides = ["experiment=tiny_smoke", GPU, "hardware.micro_batch_size=null"]
+    metrics = run_pipeline(compose_config("pipeline", overrides), tmp_path)
+    assert (tmp_path / "report.md").is_file()
+    assert metrics["eval/humaneval/num_samples"] == 3
 
 
 def test_the_4bit_student_generates_on_the_gpu(tmp_path: Path) -> None:
