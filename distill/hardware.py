@@ -36,8 +36,9 @@ def resolve_precision(cfg: DictConfig) -> str:
 
 
 def inference_device(hardware: DictConfig) -> torch.device:
-    """Where a stage outside the Trainer (`distill eval`) runs its model: the first CUDA GPU when
-    `hardware.accelerator` is gpu or cuda (or auto, with one visible), else the CPU.
+    """Where work outside the Trainer runs its model (`distill eval`, a local teacher's
+    `distill generate`, the pipeline's scoring): the first CUDA GPU when `hardware.accelerator` is
+    gpu or cuda (or auto, with one visible), else the CPU.
 
     Raises:
         UserError: `accelerator` gpu or cuda on a machine where torch sees no CUDA GPU.
