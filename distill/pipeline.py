@@ -26,8 +26,9 @@ def score(
     """Held-out CE and agreement plus the benchmark score of one model, on the device `hardware`
     names (the Trainer leaves the module on the CPU when it ends)."""
     device = inference_device(cfg.hardware)
-    for each in {id(m): m for m in (model, teacher) if m is not None}.values():
-        each.to(device)
+    for each in (model, teacher):
+        if each is not None:
+            each.to(device)
     scores = heldout_scores(model, teacher, val_batches)
     scores.update(evaluate_model(model, tokenizer, cfg.eval, run_dir / "eval", label))
     log.info("%s: %s", label, {k: v for k, v in scores.items() if isinstance(v, float)})

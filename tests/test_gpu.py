@@ -15,7 +15,6 @@ from distill.checks import stage_checks
 from distill.config import validate
 from distill.data.app import run_generate
 from distill.evaluation.app import load_eval_model, run_eval
-from distill.hardware import inference_device
 from distill.pipeline import run_pipeline
 from distill.teachers import build_teacher
 from tests.conftest import compose_config
@@ -38,7 +37,7 @@ def _score(backend: str, run_dir: Path) -> tuple[dict, list[dict]]:
 
 def test_a_local_teacher_generates_on_the_gpu(tmp_path: Path) -> None:
     cfg = compose_config("generate", [GPU, "data.num_examples=2", "teacher.max_new_tokens=32"])
-    model, _ = build_teacher(cfg.teacher, inference_device(cfg.hardware))._load()
+    model, _ = build_teacher(cfg.teacher, cfg.hardware)._load()
     assert model.device.type == "cuda"
     metrics = run_generate(cfg, tmp_path)
     assert metrics["generate/records"] == 2

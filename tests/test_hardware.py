@@ -1,4 +1,4 @@
-"""`inference_device`: where `distill eval` runs its model, from the `hardware` group."""
+"""`inference_device`: where eval, a local teacher and the pipeline's scoring run their model."""
 
 from __future__ import annotations
 

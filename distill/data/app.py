@@ -12,7 +12,6 @@ from distill.config import UserError
 from distill.data.generation import generate_dataset
 from distill.data.store import DatasetStore
 from distill.data.templates import instructions_from_config
-from distill.hardware import inference_device
 from distill.runs import dataset_path, update_metrics
 from distill.teachers import build_teacher
 
@@ -31,8 +30,7 @@ def run_generate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     instructions = instructions_for(cfg)
     store = DatasetStore(dataset_path(cfg, run_dir))
-    local = cfg.teacher.kind == "hf"  # a local teacher runs where `hardware` says
-    teacher = build_teacher(cfg.teacher, inference_device(cfg.hardware) if local else "cpu")
+    teacher = build_teacher(cfg.teacher, cfg.hardware)
     summary = generate_dataset(
         teacher,
         instructions,

@@ -93,12 +93,14 @@ class Teacher(Protocol):
         ...
 
 
-def build_teacher(cfg: DictConfig, device: Any = "cpu") -> Teacher:
-    """The text teacher for the `teacher` config group; a local (hf) one runs on `device`."""
+def build_teacher(cfg: DictConfig, hardware: DictConfig | None = None) -> Teacher:
+    """The text teacher for the `teacher` config group; a local (hf) one runs where `hardware`
+    says (the CPU without it)."""
     if cfg.kind == "hf":
+        from distill.hardware import inference_device
         from distill.teachers.hf import HFTeacher
 
-        return HFTeacher.from_config(cfg, device)
+        return HFTeacher.from_config(cfg, "cpu" if hardware is None else inference_device(hardware))
     from distill.teachers.claude import ClaudeTeacher
 
     return ClaudeTeacher.from_config(cfg)
