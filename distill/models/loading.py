@@ -68,10 +68,10 @@ def prune_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:
 
 
 def pruned_model_dir(source_dir: str, keep: list[int]) -> str:
-    """A cached full-precision folder holding `source_dir` with only the layers `keep`."""
+    """A cached folder holding `source_dir` with only the layers `keep`, in its stored dtype."""
 
     def build(out: Path) -> None:
-        model = AutoModelForCausalLM.from_pretrained(source_dir, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(source_dir, dtype="auto")
         prune_layers(model, keep).save_pretrained(out)
         AutoTokenizer.from_pretrained(source_dir).save_pretrained(out)
 

