@@ -19,7 +19,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-VERSION = "baselines-1"
+from distill.evaluation.prompts import POSTPROCESS_VERSION
+
+VERSION = "baselines-2"  # 2: rows carry per-problem pass@1 (the paired test)
 
 
 def baseline_key(cfg: DictConfig, student: torch.nn.Module, val_batches: list[dict]) -> str:
@@ -30,6 +32,7 @@ def baseline_key(cfg: DictConfig, student: torch.nn.Module, val_batches: list[di
         for group in ("teacher", "student", "eval", "hardware")
     }
     parts["seed"] = cfg.seed
+    parts["postprocess"] = POSTPROCESS_VERSION
     parts["attn"] = getattr(getattr(student, "config", None), "_attn_implementation", None)
     digest.update(json.dumps(parts, sort_keys=True, default=repr).encode())
     for batch in val_batches:
@@ -53,7 +56,7 @@ def store_baselines(folder: Path, key: str, rows: dict[str, dict[str, Any]]) -> 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     plain = {
-        label: {k: v for k, v in row.items() if isinstance(v, int | float | str | bool)}
+        label: {k: v for k, v in row.items() if isinstance(v, int | float | str | bool | dict)}
         for label, row in rows.items()
     }
     fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")

@@ -11,7 +11,9 @@ from omegaconf import DictConfig
 from distill.baselines import baseline_key, load_baselines, store_baselines
 from distill.data.app import run_generate
 from distill.evaluation.harness import evaluate_model
-from distill.evaluation.report import comparison_table
+from distill.evaluation.report import comparison_table, paired_comparison
+from distill.evaluation.samples import eval_files, read_jsonl
+from distill.evaluation.scoring import per_problem_pass
 from distill.hardware import inference_device
 from distill.runs import update_metrics
 from distill.training.app import build_training, fit
@@ -31,6 +33,8 @@ def score(
             each.to(device)
     scores = heldout_scores(model, teacher, val_batches)
     scores.update(evaluate_model(model, tokenizer, cfg.eval, run_dir / "eval", label))
+    results = eval_files(run_dir / "eval", label, cfg.eval.benchmark).results
+    scores["per_problem"] = per_problem_pass(read_jsonl(results))
     log.info("%s: %s", label, {k: v for k, v in scores.items() if isinstance(v, float)})
     return scores
 
@@ -69,11 +73,19 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     rows["student after"] = score(
         module.student, module.teacher, tokenizer, val_batches, cfg, run_dir, "student_after"
     )
-    table = comparison_table(rows)
+    benchmark = cfg.eval.benchmark
+    paired = paired_comparison(
+        rows["student after"]["per_problem"],
+        rows["student before"]["per_problem"],
+        ("student after", "student before"),
+    )
+    table = f"{comparison_table(rows, benchmark)}\n\n{paired.pop('text')}"
+    rows["after vs before"] = paired
     (run_dir / "report.md").write_text(f"# distill pipeline: {run_dir.name}\n\n{table}\n")
     log.info(
-        "results on %d HumanEval problems and %d held-out answer tokens:\n%s",
-        rows["student after"].get("eval/humaneval/num_problems", 0),
+        "results on %d %s problems and %d held-out answer tokens:\n%s",
+        rows["student after"].get(f"eval/{benchmark}/num_problems", 0),
+        benchmark,
         rows["student after"]["tokens"],
         table,
     )

