@@ -11,17 +11,21 @@ candidate program); MBPP samples are *solutions* (EvalPlus's: a self-contained p
   the prompt's stub (whose docstring is a valid body) stays, and the top-level redefinition that
   follows replaces it, while the prompt's imports and helpers remain available. Code without a
   definition of the entry point is treated as the function body and indented under the stub.
+  Chat code is sanitized as EvalPlus does: only imports, definitions and assignments stay, so
+  the model's own tests (asserts, prints, calls) neither run nor decide the verdict, and lines a
+  token limit cut off are dropped from the end until the code parses.
 * MBPP, ``"completion"``: the 3-shot prompt of Austin et al. 2021 as Code Llama and
   lm-evaluation-harness use it (task ids 2, 3, 4; each shot ends ``[DONE]``); generation stops at
   ``[DONE]``, and a fenced block, if the model wrote one, is taken (lm-evaluation-harness's filter).
-* MBPP, ``"chat"``: the same task text and asserts as a user message; the fenced code is the
-  solution.
+* MBPP, ``"chat"``: the same task text and asserts as a user message; the fenced code,
+  sanitized as for HumanEval, is the solution.
 
 The post-processing moves scores, so :data:`POSTPROCESS_VERSION` is recorded with the metrics.
 """
 
 from __future__ import annotations
 
+import ast
 import re
 import textwrap
 
@@ -30,7 +34,8 @@ from transformers import PreTrainedTokenizerBase
 from distill.evaluation.benchmarks import Problem
 
 # 1: HumanEval completion and chat. 2: MBPP 3-shot and chat added; HumanEval unchanged.
-POSTPROCESS_VERSION = "2"
+# 3: chat code sanitized (the model's own tests and cut-off tails dropped).
+POSTPROCESS_VERSION = "3"
 PROMPT_FORMATS: tuple[str, ...] = ("chat", "completion")
 STOP_SEQUENCES: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 MBPP_STOP_SEQUENCES: tuple[str, ...] = ("[DONE]",)
@@ -163,10 +168,14 @@ def postprocess(raw: str, problem: Problem, prompt_format: str) -> str:
             raw = truncate_at_stop(raw, MBPP_STOP_SEQUENCES)
             if not _FENCE.search(raw):
                 return raw.strip("\n") + "\n"
-        return extract_code(raw, problem.entry_point).strip("\n") + "\n"
+        code = extract_code(raw, problem.entry_point)
+        if prompt_format == "chat":
+            code = strip_test_code(code, problem.entry_point)
+        return code.strip("\n") + "\n"
     if prompt_format == "completion":
         return truncate_at_stop(raw)
-    return chat_completion(extract_code(raw, problem.entry_point), problem.entry_point)
+    code = strip_test_code(extract_code(raw, problem.entry_point), problem.entry_point)
+    return chat_completion(code, problem.entry_point)
 
 
 def truncate_at_stop(text: str, stop_sequences: tuple[str, ...] = STOP_SEQUENCES) -> str:
@@ -194,6 +203,63 @@ def extract_code(text: str, entry_point: str) -> str:
     code = (defining or blocks or [textwrap.dedent(text)])[0]
     guard = _MAIN_GUARD.search(code)
     return code[: guard.start()] if guard else code
+
+
+# Top-level statements that define the program; anything else (assert, print, a loop over test
+# cases) is the model testing its own code.
+_DEFINITIONS = (
+    ast.Import,
+    ast.ImportFrom,
+    ast.FunctionDef,
+    ast.AsyncFunctionDef,
+    ast.ClassDef,
+    ast.Assign,
+    ast.AnnAssign,
+    ast.Pass,
+)
+
+
+def strip_test_code(code: str, entry_point: str) -> str:
+    """Keep the program, drop the model's own tests (EvalPlus's sanitizer, on the stdlib ``ast``).
+
+    Lines are dropped from the end until the code parses (an answer cut off by the token limit,
+    typically inside its trailing tests); of the top-level statements only imports, definitions
+    and assignments stay (conditional imports too), in their original text.
+
+    Args:
+        code: Dedented code from :func:`extract_code`.
+        entry_point: Name of the function the problem asks for.
+
+    Returns:
+        The sanitized code; ``code`` unchanged when no prefix of it parses into a program that
+        defines ``entry_point`` (a bare function body, say).
+    """
+    lines = code.split("\n")
+    for end in range(len(lines), 0, -1):
+        source = "\n".join(lines[:end])
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        kept = [node for node in tree.body if _is_definition(node)]
+        text = "\n".join("\n".join(lines[_first_line(node) - 1 : node.end_lineno]) for node in kept)
+        return text + "\n" if _defines(text, entry_point) else code
+    return code
+
+
+def _is_definition(node: ast.stmt) -> bool:
+    if isinstance(node, ast.If | ast.Try):  # `try: import x` / `if sys.version...: import y`
+        return not _MAIN_GUARD.match(ast.unparse(node)) and all(
+            _is_definition(child)
+            for child in ast.iter_child_nodes(node)
+            if isinstance(child, ast.stmt)
+        )
+    return isinstance(node, _DEFINITIONS)
+
+
+def _first_line(node: ast.stmt) -> int:
+    decorators = getattr(node, "decorator_list", [])
+    return min([node.lineno, *(d.lineno for d in decorators)])
 
 
 def chat_completion(code: str, entry_point: str) -> str:

@@ -13,6 +13,7 @@ from distill.evaluation.prompts import (
     postprocess,
     sample_key,
     stop_sequences,
+    strip_test_code,
     truncate_at_stop,
 )
 from distill.evaluation.scoring import score
@@ -99,6 +100,41 @@ def test_chat_wrong_function_fails() -> None:
     assert run_programs([program], timeout_s=10.0, workers=1)[0].result == "failed: AssertionError"
 
 
+def test_chat_own_tests_and_cut_off_tail_are_dropped() -> None:
+    problem = PROBLEMS[2]  # truncate_number
+    code = problem.prompt + problem.canonical_solution
+    wrong_test = (
+        "\n# Test cases\nassert truncate_number(3.5) == 0.25\nprint(truncate_number(1.5))\n"
+    )
+    cut_off = "\nassert truncate_number(3.5) == 0.5\nassert truncate_number(1.25) == (0."
+    answers = [f"```python\n{code}{wrong_test}```", f"```python\n{code}{cut_off}"]
+    samples = [postprocess(a, problem, "chat") for a in answers]
+    assert all("assert" not in s and "print" not in s for s in samples)
+    programs = [build_program(problem, s) for s in samples]
+    # Unsanitized, the first answer fails on its own wrong assert, the second on a SyntaxError.
+    programs += [
+        build_program(
+            problem, chat_completion(extract_code(a, problem.entry_point), problem.entry_point)
+        )
+        for a in answers
+    ]
+    verdicts = [r.result for r in run_programs(programs, timeout_s=10.0, workers=2)]
+    assert verdicts == ["passed", "passed", "failed: AssertionError", "failed: SyntaxError"]
+
+
+def test_strip_test_code_keeps_definitions_in_their_text() -> None:
+    code = (
+        "import math\ntry:\n    import numpy as np\nexcept ImportError:\n    np = None\n"
+        "LIMIT: int = 3  # cap\n\n@functools.cache\ndef f(x):\n    # doubles\n    return 2 * x\n"
+        "\nclass C:\n    pass\n\nfor x in range(3):\n    assert f(x) == 2 * x\nf(1)\n"
+    )
+    kept = code[: code.index("\nfor x")].replace("\n\n", "\n")  # blank lines between go
+    assert strip_test_code(code, "f") == kept
+    body = "return 2 * x\n"  # no definition of the entry point: left to chat_completion
+    assert strip_test_code(body, "f") == body
+    assert strip_test_code("def g():\n    pass\nassert g() is None\n", "f").startswith("def g")
+
+
 # --- MBPP -----------------------------------------------------------------------------------
 
 MBPP = load_problems("mbpp", 5, MBPP_DIR) if MBPP_DIR.is_dir() else []
@@ -179,4 +215,4 @@ def test_mbpp_reference_solutions_pass_through_both_formats() -> None:
 
 
 def test_postprocess_version_is_recorded_string() -> None:
-    assert isinstance(POSTPROCESS_VERSION, str) and POSTPROCESS_VERSION == "2"
+    assert isinstance(POSTPROCESS_VERSION, str) and POSTPROCESS_VERSION == "3"
