@@ -150,7 +150,10 @@ def main() -> None:
     torch.manual_seed(0)
     register_configs()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="teacher_cache")
+        cfg = compose(
+            config_name="teacher_cache",
+            overrides=["teacher=embedded_smollm2_135m", "student=embedded_smollm2_135m_nf4"],
+        )
     tokenizer = load_tokenizer(cfg.student.path)
     examples = [encode(r, tokenizer, args.max_length) for r in records(args.problems)]
     examples = [e for e in examples if e is not None]

@@ -97,11 +97,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+SMOLLM2_PAIR = ("teacher=embedded_smollm2_135m", "student=embedded_smollm2_135m_nf4")
+
+
 def shared_overrides(args: argparse.Namespace, work: Path) -> list[str]:
     """Overrides of our config that every arm and the cache build share."""
-    tiny = ["experiment=tiny_smoke"] if args.tiny else []
+    # The SmolLM2 pair, as these results were measured on (the coder pair is the default now).
+    models = ["experiment=tiny_smoke"] if args.tiny else list(SMOLLM2_PAIR)
     return [
-        *tiny,
+        *models,
         *OBJECTIVE,
         f"data.dataset={work / 'dataset.jsonl'}",
         f"data.max_length={args.max_length}",
