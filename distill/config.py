@@ -406,7 +406,9 @@ class LossConfig:
     is the rows per chunk of the token losses (null: about 8 MiB of fp32 logits per chunk).
     """
 
-    components: dict[str, Any] = field(default_factory=lambda: {"ce": {"weight": 1.0}})
+    # Empty, not CE: Hydra merges a `loss=` option *into* this default, so a default component
+    # would ride along in every objective (`loss=kl` trained CE + KL).
+    components: dict[str, Any] = field(default_factory=dict)
     adaptive: bool = False
     chunk_size: int | None = None
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import MissingConfigException
+from omegaconf import OmegaConf
 
 from distill.checks import stage_checks
 from distill.config import ConfigError, validate
@@ -163,3 +164,11 @@ def test_loss_and_training_options_are_checked_before_weights_load(overrides, me
     with pytest.raises(ConfigError, match=None) as info:
         validate(cfg, *stage_checks("train"))
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("loss", ["ce", "kl", "reverse_kl", "jsd", "tv", "ce_kl"])
+def test_loss_option_is_exactly_its_components(loss):
+    """A `loss=` option's components and no others (a schema default once leaked CE into all)."""
+    option = OmegaConf.load(Path(CONF_DIR) / "loss" / f"{loss}.yaml")
+    cfg = compose_config("pipeline", [f"loss={loss}"])
+    assert OmegaConf.to_container(cfg.loss.components) == OmegaConf.to_container(option.components)
