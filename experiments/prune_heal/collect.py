@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
+import functools
 import json
 import os
 import platform
@@ -32,10 +33,12 @@ from distill.evaluation.scoring import per_problem_pass, score
 MODELS = ("teacher", "student_before", "student_after")
 
 
+@functools.cache
 def rescore(samples: Path) -> dict[str, float]:
-    """Per-problem pass@1 of a samples file, its raw answers post-processed anew."""
+    """Per-problem pass@1 of a HumanEval chat samples file, its raw answers post-processed anew
+    (cached: runs that share a baseline share its samples file)."""
     rows = [json.loads(line) for line in samples.open()]
-    problems = {p.task_id: p for p in load_humaneval(None)}
+    problems = {p.task_id: p for p in _humaneval()}
     used = [problems[r["task_id"]] for r in rows]
     samples = [
         {
@@ -46,6 +49,11 @@ def rescore(samples: Path) -> dict[str, float]:
     ]
     results, _ = score(used, samples, EvalConfig(k=[1], workers=2), progress=False)
     return per_problem_pass(results, 1)
+
+
+@functools.cache
+def _humaneval() -> tuple:
+    return tuple(load_humaneval(None))
 
 
 def layers(run: Path) -> tuple[int, ...]:
