@@ -4,7 +4,9 @@ In an ablation every arm scores the same teacher and the same untrained student 
 held-out answers and benchmark problems; only the trained student differs. With
 ``baselines=<folder>`` the pipeline stores those two rows there under a key of everything that
 decides them (the models' configs, the attention implementation, the exact held-out batches, the
-eval settings and the seed) and later arms read them instead of scoring again.
+eval settings, and the seed when evaluation samples) and later arms read them instead of scoring
+again. Greedy scores do not depend on the seed (an untrained LoRA adds exactly zero), so the seeds
+of a greedy sweep share one pair of baseline rows.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def baseline_key(cfg: DictConfig, student: torch.nn.Module, val_batches: list[di
         group: OmegaConf.to_container(cfg[group], resolve=True)
         for group in ("teacher", "student", "eval", "hardware")
     }
-    parts["seed"] = cfg.seed
+    parts["seed"] = cfg.seed if cfg.eval.get("num_samples", 1) > 1 else None
     parts["postprocess"] = POSTPROCESS_VERSION
     parts["attn"] = getattr(getattr(student, "config", None), "_attn_implementation", None)
     digest.update(json.dumps(parts, sort_keys=True, default=repr).encode())

@@ -20,13 +20,18 @@ CFG = OmegaConf.create(
 BATCHES = [{"input_ids": torch.arange(6).view(2, 3), "labels": torch.tensor([[-100, 1, 2]] * 2)}]
 
 
-def test_the_key_follows_models_eval_and_heldout_data_but_not_the_loss():
+def test_the_key_follows_models_eval_and_heldout_data_but_not_the_loss_or_a_greedy_seed():
     student = torch.nn.Linear(2, 2)
     key = baseline_key(CFG, student, BATCHES)
     other_loss = OmegaConf.merge(CFG, {"loss": {"components": {"ce": {}}}})
     assert baseline_key(other_loss, student, BATCHES) == key
-    for change in ({"eval": {"limit": 4}}, {"student": {"path": "s2"}}, {"seed": 1}):
+    for change in ({"eval": {"limit": 4}}, {"student": {"path": "s2"}}):
         assert baseline_key(OmegaConf.merge(CFG, change), student, BATCHES) != key, change
+    # greedy scores do not depend on the seed; sampled ones do
+    assert baseline_key(OmegaConf.merge(CFG, {"seed": 1}), student, BATCHES) == key
+    sampled = OmegaConf.merge(CFG, {"eval": {"num_samples": 5}})
+    sampled_key = baseline_key(sampled, student, BATCHES)
+    assert baseline_key(OmegaConf.merge(sampled, {"seed": 1}), student, BATCHES) != sampled_key
     moved = [{**BATCHES[0], "labels": torch.tensor([[-100, -100, 2]] * 2)}]
     assert baseline_key(CFG, student, moved) != key
 

@@ -1,4 +1,4 @@
-"""Loading students and white-box teachers: the embedded default, pruning, 4-bit, LoRA."""
+"""Loading students and white-box teachers: the embedded models, pruning, 4-bit, LoRA."""
 
 from distill.models.loading import load_student, load_teacher, load_tokenizer
 from distill.models.sources import resolve_model_dir

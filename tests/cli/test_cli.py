@@ -155,7 +155,8 @@ def test_eval_scores_a_trained_run(pipeline_run, tmp_path):
 
 @pytest.mark.slow
 def test_pipeline_on_the_embedded_default(tmp_path):
-    """The real default pair (GGUF conversion, pruned 4-bit student, LoRA) at a tiny budget."""
+    """The real default pair, the embedded coder (GGUF assembly and conversion, pruned 4-bit
+    student, LoRA), at a tiny budget."""
     run_dir = tmp_path / "run"
     out = run(
         [
