@@ -68,17 +68,14 @@ def export_dataset(records: list[dict[str, Any]], out_dir: str | Path, data: Any
 
 
 def save_splits(split: dict[str, list[dict[str, Any]]], out: Path) -> None:
-    """A `DatasetDict` of the splits, one schema for both; an empty split is left out
+    """A `DatasetDict` of the splits, one schema for both, inferred from all rows (a column that
+    is null in every train row may hold strings in validation); an empty split is left out
     (`datasets` writes it with no shard and then cannot load the folder back)."""
     from datasets import Dataset, DatasetDict
 
-    first = Dataset.from_list(split["train"] or split["validation"])
+    features = Dataset.from_list(split["train"] + split["validation"]).features
     dd = DatasetDict(
-        {
-            name: Dataset.from_list(part, features=first.features)
-            for name, part in split.items()
-            if part
-        }
+        {name: Dataset.from_list(part, features=features) for name, part in split.items() if part}
     )
     dd.save_to_disk(str(out))
 

@@ -97,6 +97,20 @@ def test_export_loads_back_with_splits_and_a_true_card(tmp_path, records):
     }
 
 
+def test_a_column_null_in_every_train_row_but_set_in_validation_exports(tmp_path):
+    rows = [record(i) for i in range(20)]
+    for r in rows:
+        r["checks"]["tests_result"] = None  # e.g. no answer's tests ran in the train split
+    val = next(r for r in rows if is_validation(r["id"], 0.2))
+    val["checks"]["tests_result"] = "failed: AssertionError"
+    val["checks"]["tests_passed"] = val["checks"]["tests_run"]  # kept by the filter
+    export_dataset(rows, tmp_path / "hf", DataConfig(val_fraction=0.2))
+    dd = load_from_disk(str(tmp_path / "hf"))
+    results = {r["id"]: r["checks"]["tests_result"] for r in dd["validation"]}
+    assert results[val["id"]] == "failed: AssertionError"
+    assert set(dd["train"]["checks"][0]) >= {"tests_result"}
+
+
 def test_export_run_writes_the_runs_dataset_and_says_when_nothing_is_left(
     tmp_path, records, caplog
 ):
