@@ -46,9 +46,10 @@ def _command(run: Path, stage: str) -> str:
 def humaneval_models(sweep: Path) -> list[tuple[str, dict[str, float], float | None, str]]:
     """``(model, per-problem pass@1, held-out CE, command)`` for the teacher, the untrained
     student and each seed's trained student of a pipeline sweep."""
-    jobs = sorted(j for j in sweep.iterdir() if (j / "metrics.json").is_file())
+    # a job is finished once its trained student is scored (metrics.json is written earlier)
+    jobs = sorted(j for j in sweep.iterdir() if (j / "eval/student_after_results.jsonl").is_file())
     if not jobs:
-        raise SystemExit(f"{sweep}: no finished job (no */metrics.json)")
+        raise SystemExit(f"{sweep}: no finished job (no */eval/student_after_results.jsonl)")
     models = []
     for name in ("teacher", "student_before"):
         job = next(j for j in jobs if (j / f"eval/{name}_results.jsonl").is_file())
