@@ -172,3 +172,21 @@ def test_loss_option_is_exactly_its_components(loss):
     option = OmegaConf.load(Path(CONF_DIR) / "loss" / f"{loss}.yaml")
     cfg = compose_config("pipeline", [f"loss={loss}"])
     assert OmegaConf.to_container(cfg.loss.components) == OmegaConf.to_container(option.components)
+
+
+PRESETS = sorted((CONF_DIR / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.stem)
+def test_every_experiment_preset_composes_and_validates(path):
+    validate(compose_config("pipeline", [f"experiment={path.stem}"]))
+
+
+def test_the_coder_objectives_study_runs_the_loss_ablation_arms():
+    arms = {
+        name: OmegaConf.load(CONF_DIR / f"experiment/{name}.yaml").hydra.sweeper.params.loss
+        for name in ("loss_ablation", "coder_loss_ablation")
+    }
+    assert arms["coder_loss_ablation"] == arms["loss_ablation"]
+    for arm in arms["loss_ablation"].split(","):
+        assert (CONF_DIR / f"loss/{arm}.yaml").is_file(), arm
