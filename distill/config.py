@@ -350,6 +350,9 @@ class DataConfig:
     `seed_fraction` of each cell's prompts into OSS-Instruct prompts around a real snippet;
     `max_tokens_scale` multiplies every template's output budget; `export` writes the filtered
     dataset as a Hugging Face `datasets` folder with a dataset card at the end of `generate`.
+    `instruction_seed` fixes which instructions are drawn (null: the run's `seed`), so that a
+    sweep over `seed` trains every seed on the same teacher answers: with a shared `dataset` and
+    no fixed instruction seed, each new seed would ask the teacher new instructions and add them.
     """
 
     name: str = "code_instruct"
@@ -358,6 +361,7 @@ class DataConfig:
     task_kinds: dict[str, float] = field(default_factory=lambda: {"implement": 1.0})
     difficulties: dict[str, float] = field(default_factory=lambda: {"easy": 1.0})
     dataset: str | None = None
+    instruction_seed: int | None = None
     val_fraction: float = 0.15
     max_length: int = 512
     batch_size: int = 4  # the global batch: examples per optimizer step over all devices

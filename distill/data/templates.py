@@ -196,7 +196,10 @@ def load_snippets(path: str | Path, seed: int = 0, max_lines: int = 25) -> dict[
 
 
 def instructions_from_config(data: Any, seed: int) -> list[Instruction]:
-    """`sample_instructions` with every option of the `data` config group (DataConfig)."""
+    """`sample_instructions` with every option of the `data` config group (DataConfig); `seed` is
+    the run's, unless `data.instruction_seed` fixes which instructions are drawn."""
+    fixed = getattr(data, "instruction_seed", None)
+    seed = seed if fixed is None else fixed
     path = getattr(data, "seed_snippets", None)
     snippets = load_snippets(path, seed) if path else None
     return sample_instructions(

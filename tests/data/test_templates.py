@@ -191,3 +191,11 @@ def test_instructions_from_config_reads_every_option(tmp_path):
     with pytest.raises(ValueError, match="data.seed_snippets=.* does not exist"):
         data.seed_snippets = "/nonexistent"
         instructions_from_config(data, 0)
+
+
+def test_a_fixed_instruction_seed_draws_the_same_instructions_for_every_run_seed():
+    data = OmegaConf.create({**OmegaConf.to_container(PRESET), "num_examples": 40})
+    prompts = {s: [i.prompt for i in instructions_from_config(data, s)] for s in (0, 1)}
+    assert prompts[0] != prompts[1]  # the run's seed draws the instructions by default
+    data.instruction_seed = 0
+    assert [i.prompt for i in instructions_from_config(data, 1)] == prompts[0]
