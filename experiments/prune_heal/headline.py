@@ -57,8 +57,8 @@ def humaneval_models(sweep: Path) -> list[tuple[str, dict[str, float], float | N
         models.append(
             (name, _passes(job / f"eval/{name}_results.jsonl"), ce, _command(job, "pipeline"))
         )
-    for job in jobs:
-        seed = yaml.safe_load((job / ".hydra/config.yaml").read_text())["seed"]
+    seeds = {yaml.safe_load((j / ".hydra/config.yaml").read_text())["seed"]: j for j in jobs}
+    for seed, job in sorted(seeds.items()):  # job folders sort by their overrides, not by seed
         ce = json.loads((job / "metrics.json").read_text())["pipeline/student_after/ce"]
         results = job / "eval/student_after_results.jsonl"
         models.append((f"seed{seed}", _passes(results), ce, _command(job, "pipeline")))
