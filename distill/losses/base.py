@@ -158,8 +158,13 @@ def check_temperature(name: str, temperature: float) -> None:
 
 
 def kl_per_token(p_logp: Tensor, q_logp: Tensor) -> Tensor:
-    """KL(p || q) over the last dimension, from log-probabilities."""
-    return (p_logp.exp() * (p_logp - q_logp)).sum(-1)
+    """KL(p || q) over the last dimension, from log-probabilities.
+
+    A token p gives no mass (log p = -inf: a masked or padded teacher vocabulary) adds
+    0 log 0 = 0 and passes no gradient, where the plain formula gives 0 * (-inf) = NaN.
+    """
+    p = p_logp.exp()
+    return (p * (p_logp - q_logp).masked_fill_(p == 0, 0.0)).sum(-1)
 
 
 def mixture_log_probs(p_logp: Tensor, q_logp: Tensor, weight_p: float) -> Tensor:

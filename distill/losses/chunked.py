@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from distill.losses.base import StepOutputs, loss_tokens
+from distill.losses.base import StepOutputs, kl_per_token, loss_tokens
 from distill.losses.token import SparseRows, TokenChunk, TokenLoss, teacher_token_weights
 
 # Elements of one chunk's fp32 logits: 2**21 is 8 MiB, about 64 rows of a 32k vocabulary.
@@ -125,7 +125,7 @@ class _Job:
         t_logp = F.log_softmax(chunk.teacher_logits.float(), -1)
         s_logp = F.log_softmax(s_logits, -1)
         agree = (s_logits.argmax(-1) == t_logp.argmax(-1)).sum()
-        kl = (t_logp.exp() * (t_logp - s_logp)).sum()
+        kl = kl_per_token(t_logp, s_logp).sum()
         self.diag["agree"] = self.diag.get("agree", 0) + agree
         self.diag["kl"] = self.diag.get("kl", 0.0) + kl
 

@@ -58,5 +58,5 @@ class ForwardKLLoss(TokenLoss):
         t_logp = F.log_softmax(scaled(chunk.teacher_logits.float(), t), dim=-1)
         s_logp = F.log_softmax(scaled(s_logits, t), dim=-1)
         p = t_logp.exp()
-        values = t_logp.sub_(s_logp).mul_(p).sum(-1) * t**2
+        values = t_logp.sub_(s_logp).masked_fill_(p == 0, 0.0).mul_(p).sum(-1) * t**2  # 0 log 0
         return values, s_logp.exp_().sub_(p).mul_(t)

@@ -39,8 +39,8 @@ def dense_reference(name, hidden, head, teacher, labels, temperature=1.0, **kwar
     mask = labels[:, 1:] != -100
     p, q = p_logp.exp(), q_logp.exp()
 
-    def kl(a, b):
-        return (a * (a.log() - b.log())).sum(-1)
+    def kl(a, b):  # 0 log 0 = 0: a teacher that gives a token no mass
+        return (torch.xlogy(a, a) - torch.xlogy(a, b)).sum(-1)
 
     if name == "ce":
         per = -q_logp.gather(-1, labels[:, 1:].clamp(min=0)[..., None])[..., 0]
@@ -160,6 +160,33 @@ def test_student_vocabulary_beyond_the_shared_range_is_ignored():
     assert got.item() == pytest.approx(want.item(), rel=1e-5)
     got.backward()
     assert head.weight.grad[shared:].abs().sum() == 0  # no gradient for ids the teacher lacks
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("kl", {}), ("jsd", {}), ("jsd", {"beta": 0.1}), ("jsd", {"beta": 0.9}), ("skew_kl", {})],
+)
+@pytest.mark.parametrize("chunk_size", [2, 64])
+def test_a_teacher_with_minus_inf_logits_gives_a_finite_loss_and_gradient(name, kwargs, chunk_size):
+    """A masked or padded teacher vocabulary (-inf logits) adds 0 log 0 = 0, not 0 * -inf = NaN."""
+    hidden, head, teacher, labels = make()
+    teacher[..., -3:] = float("-inf")
+    teacher[0, 3, :4] = float("-inf")
+    loss = LOSSES.build(name, temperature=2.0, **kwargs)
+    out = StepOutputs(student_hidden=hidden, student_head=head, teacher_logits=teacher)
+    got = fused_token_losses(
+        out, {"labels": labels}, {name: (loss, 1.0)}, chunk_size=chunk_size, diagnostics=True
+    )
+    want = dense_reference(name, hidden, head, teacher, labels, temperature=2.0, **kwargs)
+    assert torch.isfinite(want)
+    assert got.total.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-6)
+    assert got.diagnostics["kl"].item() == pytest.approx(
+        dense_reference("kl", hidden, head, teacher, labels).item(), rel=1e-5
+    )
+    got_grads, want_grads = grads(got.total, hidden, head), grads(want, hidden, head)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
 
 
 def topk_cache(teacher: torch.Tensor, k: int, temperature: float = 1.0) -> SparseTargets:
