@@ -30,6 +30,13 @@ def check_embedded(cfg: DictConfig) -> Iterable[str]:
             )
 
 
+def check_prompt_format(cfg: DictConfig) -> Iterable[str]:
+    from distill.models.prompt_formats import check_prompt_format as problem_of
+
+    problem = problem_of(cfg.student.get("prompt_format"))
+    return [problem] if problem else []
+
+
 def check_data(cfg: DictConfig) -> Iterable[str]:
     from distill.data.templates import check_mixture, instructions_from_config
 
@@ -182,4 +189,4 @@ STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
 
 
 def stage_checks(stage: str) -> tuple[Callable[[DictConfig], Iterable[str]], ...]:
-    return (check_embedded, *STAGE_CHECKS.get(stage, ()))
+    return (check_embedded, check_prompt_format, *STAGE_CHECKS.get(stage, ()))

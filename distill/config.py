@@ -267,6 +267,9 @@ class StudentConfig:
     compute_dtype: str = "float32"
     lora: LoraSettings = field(default_factory=LoraSettings)
     gradient_checkpointing: bool = False
+    # How conversations become tokens: a built-in format name, a Jinja template, or null for the
+    # tokenizer's own (distill/models/prompt_formats.py).
+    prompt_format: str | None = None
 
     def __post_init__(self) -> None:
         check = _Checks()

@@ -181,3 +181,68 @@ def check_loss_contract(name: str, **kwargs) -> torch.Tensor:
     nothing = loss(out, empty)
     _check(bool(torch.isfinite(nothing)), f"loss '{name}' is {nothing.item()} with no token scored")
     return value.detach()
+
+
+# Stand-ins for the 16 pieces CodeLlama adds to Llama 2's 32,000 (ids 32000-32015, used only by
+# infilling; "▁<" is already piece 529, so its place here takes "▁<S"). What tests need is the
+# vocabulary of 32,016 and pieces no chat rendering produces.
+CODELLAMA_PIECES = [
+    "▁<S", "▁<SUF", "▁<PRE", "▁<M", "▁<MID", "▁<E", "▁<EOT",
+    "▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>",
+    "▁<EOT><EOT>", "▁<EOT><EOT><EOT>", "▁<EOT><EOT><EOT><EOT>", "▁<EOT><EOT><EOT><EOT><EOT>",
+    "▁<EOT><EOT><EOT><EOT><EOT><EOT>",
+]  # fmt: skip
+CODELLAMA_VOCAB = 32016
+
+
+def codellama_model_dir(tokenizer_model: Path, hidden_size: int = 64) -> Path:
+    """A cached folder with a CodeLlama-shaped tokenizer and a tiny random Llama to match.
+
+    The tokenizer is Llama 2's SentencePiece `tokenizer_model` (e.g. shared/data/llama2_tokenizer)
+    plus CodeLlama's 16 infilling pieces: vocabulary 32,016, BOS `<s>` added, no chat template,
+    no pad token, as `codellama/CodeLlama-7b-hf` ships it. Loading the SentencePiece file needs
+    the `sentencepiece` and `protobuf` packages.
+    """
+    import hashlib
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    digest = hashlib.sha256(Path(tokenizer_model).read_bytes()).hexdigest()[:12]
+
+    def build(out: Path) -> None:
+        source = out / "sentencepiece"
+        source.mkdir(parents=True)
+        shutil.copy(tokenizer_model, source / "tokenizer.model")
+        settings = {
+            "tokenizer_class": "LlamaTokenizer",
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "unk_token": "<unk>",
+            "add_bos_token": True,
+            "legacy": False,
+        }
+        (source / "tokenizer_config.json").write_text(json.dumps(settings))
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer.add_tokens(CODELLAMA_PIECES)
+        if len(tokenizer) != CODELLAMA_VOCAB:
+            raise ValueError(f"{tokenizer_model}: {len(tokenizer)} pieces, not {CODELLAMA_VOCAB}")
+        shutil.rmtree(source)
+        tokenizer.save_pretrained(out)
+        config = LlamaConfig(
+            vocab_size=CODELLAMA_VOCAB,
+            hidden_size=hidden_size,
+            intermediate_size=2 * hidden_size,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            bos_token_id=1,
+            eos_token_id=2,
+            initializer_range=0.5,
+        )
+        torch.manual_seed(0)
+        LlamaForCausalLM(config).save_pretrained(out)
+
+    return build_once(f"tiny-codellama-{digest}-v1", build)

@@ -153,6 +153,10 @@ def test_train_on_a_missing_dataset_is_a_config_error(tmp_path):
             "train.on_policy.schedule multiplies lmbda, which is 0",
         ),
         (
+            ["student=codellama_7b", "student.prompt_format=alpacca"],
+            "student.prompt_format='alpacca' is neither a built-in format (alpaca,",
+        ),
+        (
             ["+loss.components.kl.schedule={kind:cosin}"],
             "loss.components.kl.schedule.kind=cosin: unknown schedule; did you mean cosine?",
         ),

@@ -72,7 +72,7 @@ def run_teacher_cache(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     The teacher loads its weights only when a shard must be computed.
     """
-    from distill.models import load_teacher, load_tokenizer
+    from distill.models import load_student_tokenizer, load_teacher
 
     if cfg.teacher.kind != "hf":
         raise UserError(
@@ -81,7 +81,7 @@ def run_teacher_cache(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "teacher.path=<folder>"
         )
     tc = cfg.teacher_cache
-    tokenizer = load_tokenizer(cfg.student.path)
+    tokenizer = load_student_tokenizer(cfg.student)
     examples, dropped = encoded_examples(cfg, run_dir, tokenizer)
     out = cache_dir(cfg, run_dir)
     manifest = {

@@ -80,19 +80,31 @@ def token_code_mask(offsets: Sequence[tuple[int, int]], spans: list[tuple[int, i
 
 
 def _answer_tokens(
-    tokenizer: PreTrainedTokenizerBase, answer: str, response: str
+    tokenizer: PreTrainedTokenizerBase, prompt: str, prompt_ids: list[int], full: str, response: str
 ) -> tuple[list[int], list[bool]]:
-    """Token ids of the rendered assistant turn, and which of them are code of the response."""
-    if not tokenizer.is_fast:  # offsets need a fast tokenizer; the DataModule warns once
-        ids = tokenizer(answer, add_special_tokens=False).input_ids
+    """Token ids of the rendered assistant turn, and which of them are code of the response.
+
+    The answer's ids are those the whole conversation continues the prompt's with, which is what
+    the student generates after the prompt: a SentencePiece tokenizer (Llama) would otherwise
+    read the answer as the start of a text and prefix its first word with a space. Where the
+    tokenizer merges across the boundary, the answer is tokenized on its own.
+    """
+    fast = tokenizer.is_fast  # offsets need a fast tokenizer; the DataModule warns once
+    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=fast)
+    n, answer = len(prompt_ids), full[len(prompt) :]
+    if enc.input_ids[:n] == prompt_ids:  # offsets in `full`
+        ids, offsets, shift = enc.input_ids[n:], (enc.get("offset_mapping") or [])[n:], len(prompt)
+    else:  # offsets in `answer`
+        enc, shift = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=fast), 0
+        ids, offsets = enc.input_ids, enc.get("offset_mapping")
+    if not fast:
         return ids, [False] * len(ids)
-    enc = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=True)
     base = answer.find(response)
     if base >= 0:  # spans of the response only: a template suffix is never code
-        spans = [(a + base, b + base) for a, b in code_spans(response)]
+        spans = [(a + base + shift, b + base + shift) for a, b in code_spans(response)]
     else:  # the template rewrote the response; its fences survive rendering
-        spans = code_spans(answer)
-    return enc.input_ids, token_code_mask(enc.offset_mapping, spans)
+        spans = [(a + shift, b + shift) for a, b in code_spans(answer)]
+    return ids, token_code_mask(offsets, spans)
 
 
 def encode(
@@ -115,7 +127,9 @@ def encode(
             "template appends the assistant turn"
         )
     prompt_ids = tokenizer(prompt, add_special_tokens=False).input_ids
-    answer_ids, answer_code = _answer_tokens(tokenizer, full[len(prompt) :], record["response"])
+    answer_ids, answer_code = _answer_tokens(
+        tokenizer, prompt, prompt_ids, full, record["response"]
+    )
     room = max_length - len(prompt_ids)
     if room < 1:
         return None

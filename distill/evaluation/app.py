@@ -12,8 +12,9 @@ from omegaconf import DictConfig
 from distill.evaluation.harness import evaluate_model, samples_label, score_samples_file
 from distill.evaluation.samples import eval_files, read_jsonl
 from distill.hardware import inference_device
-from distill.models import load_teacher, load_tokenizer, resolve_model_dir
+from distill.models import load_student_tokenizer, load_teacher, load_tokenizer, resolve_model_dir
 from distill.models.loading import load_base_student, pruned_model_dir
+from distill.models.prompt_formats import adapter_prompt_format
 from distill.runs import adapters_dir, update_metrics
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,12 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     adapters = Path(cfg.eval.adapters) if cfg.eval.adapters else adapters_dir(run_dir)
     has_adapters = not teacher and (adapters / "adapter_config.json").exists()
     label = "teacher" if teacher else ("student" if has_adapters else "student_base")
-    tokenizer = load_tokenizer(cfg.teacher.path if teacher else cfg.student.path)
+    if teacher:
+        tokenizer = load_tokenizer(cfg.teacher.path)
+    else:  # the format the adapters were trained in, else student.prompt_format's
+        tokenizer = load_student_tokenizer(cfg.student, need_chat=False)
+        if has_adapters:
+            adapter_prompt_format(tokenizer, adapters, cfg.student.get("prompt_format"))
     if cfg.eval.backend == "vllm":
         return _load_vllm(cfg, str(adapters) if has_adapters else None), tokenizer, label
     device = inference_device(cfg.hardware)

@@ -117,7 +117,8 @@ def build_prompt(problem: Problem, tokenizer: PreTrainedTokenizerBase, prompt_fo
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError(
             "eval.prompt_format='chat' needs a tokenizer with a chat template; this one has none. "
-            "Use eval.prompt_format=completion for base models."
+            "Set student.prompt_format (e.g. alpaca for base code models) or use "
+            "eval.prompt_format=completion."
         )
     if mbpp:
         task = MBPP_TASK.format(text=problem.prompt, asserts="\n".join(problem.asserts))

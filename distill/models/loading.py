@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from distill.config import ConfigError
+from distill.models.prompt_formats import apply_prompt_format, require_chat_format
 from distill.models.sources import build_once, cache_key, resolve_model_dir
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,19 @@ def load_tokenizer(spec: str) -> PreTrainedTokenizerBase:
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_dir(spec))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_student_tokenizer(student: DictConfig, need_chat: bool = True) -> PreTrainedTokenizerBase:
+    """The student's tokenizer rendering conversations in `student.prompt_format`.
+
+    With `need_chat` (training, the logit cache) a tokenizer left without a template is refused
+    here, before any weights load.
+    """
+    tokenizer = load_tokenizer(student.path)
+    apply_prompt_format(tokenizer, student.get("prompt_format"))
+    if need_chat:
+        require_chat_format(tokenizer, student.path)
     return tokenizer
 
 

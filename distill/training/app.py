@@ -19,7 +19,7 @@ from distill.data.logit_cache import LogitCache, expected_manifest
 from distill.hardware import batch_split, trainer_kwargs
 from distill.losses import build_loss, load_plugins
 from distill.losses.schedules import build_schedule
-from distill.models import load_student, load_teacher, load_tokenizer
+from distill.models import load_student, load_student_tokenizer, load_teacher, load_tokenizer
 from distill.models.preflight import check_tokenizer_pair
 from distill.models.sources import resolve_model_dir
 from distill.runs import adapters_dir, dataset_path, update_metrics
@@ -78,7 +78,7 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
     loss = build_loss(
         cfg.loss.components, adaptive=cfg.loss.adaptive, chunk_size=cfg.loss.chunk_size
     )
-    tokenizer = load_tokenizer(cfg.student.path)
+    tokenizer = load_student_tokenizer(cfg.student)
     white_box = cfg.teacher.kind == "hf"
     if white_box:  # before any weights load: a mismatch must not cost a model load
         loss.vocab = tokenizer_preflight(cfg, tokenizer)

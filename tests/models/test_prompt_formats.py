@@ -1,0 +1,141 @@
+"""Prompt formats on a real Llama tokenizer: CodeLlama-shaped (Llama 2's SentencePiece file plus
+16 pieces), no chat template, as the base CodeLlama-7B ships it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from distill.config import ConfigError
+from distill.data.datamodule import IGNORE_INDEX, encode
+from distill.evaluation.benchmarks import Problem
+from distill.evaluation.prompts import CHAT_INSTRUCTION, build_prompt
+from distill.models.loading import load_student_tokenizer
+from distill.models.prompt_formats import (
+    adapter_prompt_format,
+    apply_prompt_format,
+    check_prompt_format,
+)
+from distill.testing import CODELLAMA_VOCAB, codellama_model_dir
+
+LLAMA2 = Path(__file__).resolve().parents[3] / "shared/data/llama2_tokenizer/tokenizer.model"
+pytest.importorskip("sentencepiece", reason="building the tokenizer needs sentencepiece")
+if not LLAMA2.exists():
+    pytest.skip(f"{LLAMA2} is missing (shared data)", allow_module_level=True)
+
+RESPONSE = "def add(a, b):\n    return a + b"
+RECORD = {"id": "r1", "messages": [{"role": "user", "content": "Write add."}], "response": RESPONSE}
+
+
+@pytest.fixture(scope="module")
+def model_dir() -> Path:
+    return codellama_model_dir(LLAMA2)
+
+
+def student(model_dir: Path, prompt_format: str | None):
+    return OmegaConf.create({"path": str(model_dir), "prompt_format": prompt_format})
+
+
+@pytest.fixture(scope="module")
+def base(model_dir):
+    """The student's tokenizer as `distill eval` loads it for completion prompts (no format)."""
+    return load_student_tokenizer(student(model_dir, None), need_chat=False)
+
+
+def formatted(base, prompt_format: str | None):
+    tokenizer = copy.deepcopy(base)  # loading a 32k tokenizer takes seconds; a copy does not
+    apply_prompt_format(tokenizer, prompt_format)
+    return tokenizer
+
+
+def layout(example: dict, tokenizer) -> tuple[list[str], list[str]]:
+    """(prompt tokens, answer tokens) of an encoded example, split where the labels start."""
+    start = next(i for i, label in enumerate(example["labels"]) if label != IGNORE_INDEX)
+    assert example["labels"][start:] == example["input_ids"][start:]  # every answer token trains
+    tokens = tokenizer.convert_ids_to_tokens(example["input_ids"])
+    return tokens[:start], tokens[start:]
+
+
+def test_alpaca_writes_bos_once_masks_the_prompt_and_trains_the_eos(model_dir):
+    tokenizer = load_student_tokenizer(student(model_dir, "alpaca"))  # the training path
+    example = encode(RECORD, tokenizer, max_length=256)
+    prompt, answer = layout(example, tokenizer)
+    assert prompt[:3] == ["<s>", "Bel", "ow"] and prompt.count("<s>") == 1
+    assert prompt[-4:] == ["#", "▁Response", ":", "<0x0A>"]
+    # the answer continues the prompt as the model generates it: "def", not "▁def"
+    assert answer == [
+        "def", "▁add", "(", "a", ",", "▁b", "):", "<0x0A>", "▁▁▁▁", "return", "▁a", "▁+", "▁b",
+        "</s>",
+    ]  # fmt: skip
+    assert max(example["input_ids"]) < 32000  # no infilling piece in a chat rendering
+    assert len(tokenizer) == CODELLAMA_VOCAB
+
+
+def test_codellama_instruct_is_the_inst_format(base):
+    tokenizer = formatted(base, "codellama_instruct")
+    record = {
+        **RECORD,
+        "messages": [{"role": "system", "content": "Be brief."}, *RECORD["messages"]],
+    }
+    prompt_text = tokenizer.apply_chat_template(
+        record["messages"], add_generation_prompt=True, tokenize=False
+    )
+    assert prompt_text == "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWrite add. [/INST]"
+    example = encode(record, tokenizer, max_length=256)
+    prompt, answer = layout(example, tokenizer)
+    assert prompt[:4] == ["<s>", "[", "INST", "]"] and prompt.count("<s>") == 1
+    assert prompt[-4:] == ["▁[", "/", "INST", "]"]
+    assert answer[:2] == ["▁def", "▁add"] and answer[-2:] == ["▁b", "</s>"]
+
+
+def test_a_template_string_is_a_format_too(base):
+    template = "{{ bos_token }}{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    tokenizer = formatted(base, template)
+    assert tokenizer.chat_template == template
+
+
+def test_a_base_tokenizer_without_a_format_is_a_config_error_naming_the_setting(model_dir):
+    with pytest.raises(ConfigError, match="set student.prompt_format") as err:
+        load_student_tokenizer(student(model_dir, None))
+    assert "alpaca" in str(err.value)
+
+
+def test_completion_prompts_need_no_format(base):
+    assert base.chat_template is None and base.pad_token == "</s>"
+
+
+def test_an_unknown_format_name_is_reported_with_the_known_ones():
+    problem = check_prompt_format("alpacca")
+    assert (
+        problem and "student.prompt_format='alpacca'" in problem and "codellama_instruct" in problem
+    )
+    assert check_prompt_format("alpaca") is None and check_prompt_format(None) is None
+
+
+def test_evaluation_prompts_use_the_adapters_format_token_for_token(base, tmp_path):
+    """Trained in `alpaca`, evaluated from the adapters folder without naming the format: the
+    chat prompt of a benchmark problem has exactly the ids training gave the same message."""
+    trained = formatted(base, "alpaca")
+    trained.save_pretrained(tmp_path)  # what the training callback writes beside the adapters
+    problem = Problem(
+        task_id="HumanEval/0",
+        prompt='def add(a, b):\n    """Add a and b."""\n',
+        test="",
+        entry_point="add",
+        canonical_solution="",
+        benchmark="humaneval",
+    )
+    fresh = copy.deepcopy(base)
+    adapter_prompt_format(fresh, tmp_path, None)
+    eval_ids = fresh(build_prompt(problem, fresh, "chat"), add_special_tokens=False).input_ids
+    message = f"{CHAT_INSTRUCTION}\n\n```python\n{problem.prompt.strip()}\n```"
+    record = {"id": "p", "messages": [{"role": "user", "content": message}], "response": "x"}
+    example = encode(record, trained, max_length=512)
+    prompt, _ = layout(example, trained)
+    assert eval_ids == example["input_ids"][: len(prompt)]
+    # naming another format than the adapters' is refused
+    with pytest.raises(ConfigError, match="not the format the adapters"):
+        adapter_prompt_format(fresh, tmp_path, "codellama_instruct")
