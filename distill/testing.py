@@ -195,14 +195,21 @@ CODELLAMA_PIECES = [
 CODELLAMA_VOCAB = 32016
 
 
-def codellama_model_dir(tokenizer_model: Path, hidden_size: int = 64) -> Path:
+def codellama_model_dir(
+    tokenizer_model: Path, infilling: bool = True, seed: int = 0, hidden_size: int = 64
+) -> Path:
     """A cached folder with a CodeLlama-shaped tokenizer and a tiny random Llama to match.
 
     The tokenizer is Llama 2's SentencePiece `tokenizer_model` (e.g. shared/data/llama2_tokenizer)
     plus CodeLlama's 16 infilling pieces: vocabulary 32,016, BOS `<s>` added, no chat template,
-    no pad token, as `codellama/CodeLlama-7b-hf` ships it. Loading the SentencePiece file needs
-    the `sentencepiece` and `protobuf` packages.
+    no pad token, as `codellama/CodeLlama-7b-hf` ships it; with `infilling=False`, Llama 2's own
+    32,000 (a Llama-2-family teacher). Loading the SentencePiece file needs the `sentencepiece`
+    and `protobuf` packages.
+
+    Args:
+        seed: torch seed of the random weights (a "teacher" differs from the "student").
     """
+    vocab = CODELLAMA_VOCAB if infilling else CODELLAMA_VOCAB - len(CODELLAMA_PIECES)
     import hashlib
     import json
     import shutil
@@ -225,13 +232,14 @@ def codellama_model_dir(tokenizer_model: Path, hidden_size: int = 64) -> Path:
         }
         (source / "tokenizer_config.json").write_text(json.dumps(settings))
         tokenizer = AutoTokenizer.from_pretrained(source)
-        tokenizer.add_tokens(CODELLAMA_PIECES)
-        if len(tokenizer) != CODELLAMA_VOCAB:
-            raise ValueError(f"{tokenizer_model}: {len(tokenizer)} pieces, not {CODELLAMA_VOCAB}")
+        if infilling:
+            tokenizer.add_tokens(CODELLAMA_PIECES)
+        if len(tokenizer) != vocab:
+            raise ValueError(f"{tokenizer_model}: {len(tokenizer)} pieces, not {vocab}")
         shutil.rmtree(source)
         tokenizer.save_pretrained(out)
         config = LlamaConfig(
-            vocab_size=CODELLAMA_VOCAB,
+            vocab_size=vocab,
             hidden_size=hidden_size,
             intermediate_size=2 * hidden_size,
             num_hidden_layers=2,
@@ -242,7 +250,7 @@ def codellama_model_dir(tokenizer_model: Path, hidden_size: int = 64) -> Path:
             eos_token_id=2,
             initializer_range=0.5,
         )
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         LlamaForCausalLM(config).save_pretrained(out)
 
-    return build_once(f"tiny-codellama-{digest}-v1", build)
+    return build_once(f"tiny-llama{vocab}-{digest}-s{seed}-h{hidden_size}-v1", build)
