@@ -83,7 +83,8 @@ def evaluate_model(
         ecfg.prompt_format,
     )
     files.samples.parent.mkdir(parents=True, exist_ok=True)
-    check_meta(files, {**_settings(ecfg), "model": model_fingerprint(model)})
+    settings = {**_settings(ecfg), "chat_template": _template_digest(tokenizer, ecfg)}
+    check_meta(files, {**settings, "model": model_fingerprint(model)})
     samples = generate_samples(model, tokenizer, problems, ecfg, files)
     metrics = _score_and_write(problems, samples, ecfg, files, label)
     metrics[f"eval/{ecfg.benchmark}/postprocess_version"] = POSTPROCESS_VERSION
@@ -218,6 +219,12 @@ def model_fingerprint(model: Any) -> str:
 
 def _key(sample: dict[str, Any]) -> tuple[str, int]:
     return sample["task_id"], sample.get("sample", 0)
+
+
+def _template_digest(tokenizer: Any, cfg: EvalConfig) -> str | None:
+    """Chat prompts depend on the template (`student.prompt_format` or the adapters' own)."""
+    template = getattr(tokenizer, "chat_template", None) if cfg.prompt_format == "chat" else None
+    return hashlib.sha256(template.encode()).hexdigest()[:16] if template else None
 
 
 def _settings(cfg: EvalConfig) -> dict[str, Any]:

