@@ -68,7 +68,8 @@ def humaneval_models(sweep: Path) -> list[tuple[str, dict[str, float], float | N
 def mbpp_models(folder: Path) -> list[tuple[str, dict[str, float], float | None, str]]:
     """The same rows from one `distill eval eval=mbpp` run directory per model."""
     models = []
-    for run in sorted(folder.iterdir(), key=lambda p: (not p.name.startswith("t"), p.name)):
+    order = {"teacher": 0, "student_before": 1}  # then seed0, seed1, ...
+    for run in sorted(folder.iterdir(), key=lambda p: (order.get(p.name, 2), p.name)):
         results = sorted((run / "eval").glob("*_mbpp_results.jsonl"))
         if results:
             models.append((run.name, _passes(results[0]), None, _command(run, "eval")))
