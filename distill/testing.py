@@ -12,6 +12,7 @@ from __future__ import annotations
 import string
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
@@ -58,29 +59,33 @@ def tiny_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def tiny_llama(num_layers: int = 2, seed: int = 0, hidden_size: int = 32) -> LlamaForCausalLM:
+def tiny_llama(
+    num_layers: int = 2, seed: int = 0, hidden_size: int = 32, **overrides: Any
+) -> LlamaForCausalLM:
     """A random Llama with vocabulary 128, built in memory.
 
     Args:
         num_layers: decoder layers.
         seed: torch seed for the weights.
         hidden_size: 32 by default; 4-bit tests need >= 64 (bitsandbytes' CPU block size).
+        overrides: other LlamaConfig values (another vocabulary, special ids, an untied head).
     """
-    config = LlamaConfig(
-        vocab_size=TINY_VOCAB,
-        hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
-        num_hidden_layers=num_layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=1,
-        eos_token_id=5,
-        pad_token_id=3,
-        tie_word_embeddings=True,
+    settings = {
+        "vocab_size": TINY_VOCAB,
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "bos_token_id": 1,
+        "eos_token_id": 5,
+        "pad_token_id": 3,
+        "tie_word_embeddings": True,
         # Wide enough that greedy decoding does not collapse to one repeated token.
-        initializer_range=0.5,
-    )
+        "initializer_range": 0.5,
+    }
+    config = LlamaConfig(**{**settings, **overrides})
     torch.manual_seed(seed)
     return LlamaForCausalLM(config).eval()
 
@@ -238,19 +243,8 @@ def codellama_model_dir(
             raise ValueError(f"{tokenizer_model}: {len(tokenizer)} pieces, not {vocab}")
         shutil.rmtree(source)
         tokenizer.save_pretrained(out)
-        config = LlamaConfig(
-            vocab_size=vocab,
-            hidden_size=hidden_size,
-            intermediate_size=2 * hidden_size,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=1024,
-            bos_token_id=1,
-            eos_token_id=2,
-            initializer_range=0.5,
-        )
-        torch.manual_seed(seed)
-        LlamaForCausalLM(config).save_pretrained(out)
+        # CodeLlama's special ids and untied head; no pad token
+        overrides = {"eos_token_id": 2, "pad_token_id": None, "tie_word_embeddings": False}
+        tiny_llama(2, seed, hidden_size, vocab_size=vocab, **overrides).save_pretrained(out)
 
     return build_once(f"tiny-llama{vocab}-{digest}-s{seed}-h{hidden_size}-v1", build)

@@ -14,7 +14,6 @@ tokens are masked from the labels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
@@ -102,13 +101,8 @@ def require_chat_format(tokenizer: PreTrainedTokenizerBase, path: str) -> None:
 
 def saved_template(adapters: Path) -> str | None:
     """The chat template of the tokenizer saved beside trained adapters, if it has one."""
-    jinja = adapters / "chat_template.jinja"
-    if jinja.exists():
-        return jinja.read_text()
-    config = adapters / "tokenizer_config.json"
-    if config.exists():
-        return json.loads(config.read_text()).get("chat_template")
-    return None
+    jinja = adapters / "chat_template.jinja"  # where transformers 5 saves it
+    return jinja.read_text() if jinja.exists() else None
 
 
 def adapter_prompt_format(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,23 @@ def write_dataset(path: Path) -> Path:
     return path
 
 
-TRAIN = [
-    "data.val_fraction=0.25",
-    "data.batch_size=2",
-    "train.max_steps=2",
-    "train.val_every_n_steps=2",
-    "logger=csv",
-]
+def train(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """`distill train student=codellama_7b` on the tiny stand-in, 2 steps on 8 records."""
+    run_dir = tmp_path / "train"
+    args = [
+        "train",
+        "student=codellama_7b",
+        f"student.path={codellama_model_dir(LLAMA2)}",
+        f"data.dataset={write_dataset(tmp_path / 'data.jsonl')}",
+        "data.val_fraction=0.25",
+        "data.batch_size=2",
+        "train.max_steps=2",
+        "train.val_every_n_steps=2",
+        "logger=csv",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
+    return run(args, tmp_path, timeout=600), run_dir
 
 
 @pytest.mark.slow
@@ -46,57 +57,32 @@ def test_base_codellama_trains_in_its_format_and_evaluates_in_the_same(tmp_path,
     """`student=codellama_7b` (NF4, LoRA, bf16 compute, no chat template): `distill train` with
     loss=ce, then `distill eval` of the adapters with chat prompts in the format they carry."""
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")  # a text-only teacher; never called
-    model = codellama_model_dir(LLAMA2)
-    data = write_dataset(tmp_path / "data.jsonl")
-    student = ["student=codellama_7b", f"student.path={model}", "teacher=claude_haiku"]
-    train = tmp_path / "train"
-    out = run(
-        [
-            "train",
-            *student,
-            "loss=ce",
-            f"data.dataset={data}",
-            *TRAIN,
-            f"hydra.run.dir={train}",
-        ],
-        tmp_path,
-        timeout=600,
-    )
+    out, run_dir = train(tmp_path, "teacher=claude_haiku", "loss=ce")
     assert out.returncode == 0, out.stderr[-3000:]
-    adapters = train / "adapters"
+    adapters = run_dir / "adapters"
     assert (adapters / "chat_template.jinja").read_text() == PROMPT_FORMATS["alpaca"]
-    # the eval names no format (null): the adapters' own is used
-    evaluation = tmp_path / "eval"
-    out = run(
-        [
+
+    def evaluate(folder: Path, prompt_format: str) -> subprocess.CompletedProcess:
+        args = [
             "eval",
-            *student,
-            "student.prompt_format=null",
+            "student=codellama_7b",
+            f"student.path={codellama_model_dir(LLAMA2)}",
+            f"student.prompt_format={prompt_format}",
             f"eval.adapters={adapters}",
             "eval.prompt_format=chat",
             "eval.limit=2",
             "eval.max_new_tokens=4",
-            f"hydra.run.dir={evaluation}",
-        ],
-        tmp_path,
-        timeout=600,
-    )
+            f"hydra.run.dir={folder}",
+        ]
+        return run(args, tmp_path, timeout=600)
+
+    # the eval names no format (null): the adapters' own is used
+    out = evaluate(tmp_path / "eval", "null")
     assert out.returncode == 0, out.stderr[-3000:]
-    metrics = json.loads((evaluation / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "eval/metrics.json").read_text())
     assert metrics["eval/humaneval/num_problems"] == 2
     # another format than the adapters' is refused before the model loads
-    out = run(
-        [
-            "eval",
-            *student,
-            "student.prompt_format=codellama_instruct",
-            f"eval.adapters={adapters}",
-            "eval.prompt_format=chat",
-            "eval.limit=2",
-            f"hydra.run.dir={tmp_path / 'refused'}",
-        ],
-        tmp_path,
-    )
+    out = evaluate(tmp_path / "refused", "codellama_instruct")
     assert out.returncode == 2
     assert "not the format the adapters" in out.stderr + out.stdout
 
@@ -106,24 +92,8 @@ def test_base_codellama_trains_in_its_format_and_evaluates_in_the_same(tmp_path,
 def test_codellama_learns_from_a_white_box_llama_teacher(teacher_vocab, tmp_path):
     """loss=kl with an online teacher of CodeLlama's vocabulary, or of Llama 2's 32,000 (the
     student's 16 infilling ids are left out of the comparison)."""
-    student = codellama_model_dir(LLAMA2)
     teacher = codellama_model_dir(LLAMA2, infilling=teacher_vocab == 32016, seed=1)
-    run_dir = tmp_path / "run"
-    out = run(
-        [
-            "train",
-            "student=codellama_7b",
-            f"student.path={student}",
-            "teacher=hf",
-            f"teacher.path={teacher}",
-            "loss=kl",
-            f"data.dataset={write_dataset(tmp_path / 'data.jsonl')}",
-            *TRAIN,
-            f"hydra.run.dir={run_dir}",
-        ],
-        tmp_path,
-        timeout=600,
-    )
+    out, run_dir = train(tmp_path, "teacher=hf", f"teacher.path={teacher}", "loss=kl")
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train/loss_first"] > 0 and math.isfinite(metrics["train/loss_last"])

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from distill.config import ConfigError
 from distill.data.datamodule import IGNORE_INDEX, encode
-from distill.evaluation.benchmarks import Problem
+from distill.evaluation.benchmarks import load_problems
 from distill.evaluation.prompts import CHAT_INSTRUCTION, build_prompt
 from distill.models.loading import load_student_tokenizer
 from distill.models.prompt_formats import (
@@ -120,14 +120,7 @@ def test_evaluation_prompts_use_the_adapters_format_token_for_token(base, tmp_pa
     chat prompt of a benchmark problem has exactly the ids training gave the same message."""
     trained = formatted(base, "alpaca")
     trained.save_pretrained(tmp_path)  # what the training callback writes beside the adapters
-    problem = Problem(
-        task_id="HumanEval/0",
-        prompt='def add(a, b):\n    """Add a and b."""\n',
-        test="",
-        entry_point="add",
-        canonical_solution="",
-        benchmark="humaneval",
-    )
+    problem = load_problems("humaneval", limit=1)[0]
     fresh = copy.deepcopy(base)
     adapter_prompt_format(fresh, tmp_path, None)
     eval_ids = fresh(build_prompt(problem, fresh, "chat"), add_special_tokens=False).input_ids
