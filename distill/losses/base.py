@@ -69,8 +69,10 @@ class StepOutputs:
         student_hidden: (B, T, H) the student's last hidden state, the input of its lm_head.
         student_head: the student's lm_head (a Linear: `weight` (V, H), optional `bias`).
         teacher_sparse: the teacher's sparse distribution from a logit cache, or None.
-        student_hidden_states / teacher_hidden_states: tuples of (B, T, H) per layer (+ embeddings).
-        student_attentions / teacher_attentions: tuples of (B, heads, T, T) per layer.
+        student_hidden_states / teacher_hidden_states: tuples of (B, T, H) per layer (+ embeddings),
+            None for a layer no component reads (`DistillLoss.layers_used`).
+        student_attentions / teacher_attentions: tuples of (B, heads, T, T) per layer, None for
+            a layer no component reads.
         student_second_logits: (B, T, V) logits of a second student pass (other dropout draw).
     """
 
@@ -79,10 +81,10 @@ class StepOutputs:
     student_hidden: Tensor | None = None
     student_head: nn.Module | None = None
     teacher_sparse: SparseTargets | None = None
-    student_hidden_states: tuple[Tensor, ...] | None = None
-    teacher_hidden_states: tuple[Tensor, ...] | None = None
-    student_attentions: tuple[Tensor, ...] | None = None
-    teacher_attentions: tuple[Tensor, ...] | None = None
+    student_hidden_states: tuple[Tensor | None, ...] | None = None
+    teacher_hidden_states: tuple[Tensor | None, ...] | None = None
+    student_attentions: tuple[Tensor | None, ...] | None = None
+    teacher_attentions: tuple[Tensor | None, ...] | None = None
     student_second_logits: Tensor | None = None
 
     def dense_student_logits(self) -> Tensor:
@@ -103,6 +105,11 @@ class DistillLoss(nn.Module):
         Called once after the models load and before the optimizer is built, so parameters made
         here are trained and saved with the adapters. `teacher_config` is None without a teacher.
         """
+
+    def layers_used(self, student_depth: int, teacher_depth: int) -> tuple[set[int], set[int]]:
+        """The decoder layers (student, teacher) whose hidden states or attention maps this
+        component reads, when it requires them: the step records only those. Default: all."""
+        return set(range(student_depth)), set(range(teacher_depth))
 
     def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:  # pragma: no cover
         raise NotImplementedError

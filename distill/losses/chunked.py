@@ -189,6 +189,8 @@ class _FusedTokenLoss(torch.autograd.Function):
             if job.diagnostics:
                 job.add_diagnostics(s_logits, chunk)
             del s_logits
+            if g is None:  # no token part: the pass gives only the diagnostics
+                continue
             if grad_in is not None:
                 if w is None:
                     grad_in[start : start + len(x), : job.vocab] = g
@@ -271,6 +273,8 @@ def fused_token_losses(
         diagnostics: also return top-1 agreement and mean KL at T=1 (needs dense teacher logits).
     """
     labels = batch["labels"]
+    if not parts and not diagnostics:  # e.g. attention transfer alone
+        return FusedResult(labels.new_zeros((), dtype=torch.float32), {}, {})
     rows = scored_rows(labels)
     first = first_of_run(rows)  # one host sync, shared by the student's and teacher's rows
     if out.student_logits is not None or out.student_head is None:

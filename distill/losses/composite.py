@@ -21,6 +21,10 @@ from distill.losses.chunked import fused_token_losses
 from distill.losses.schedules import Schedule, build_schedule, check_schedule
 from distill.losses.token import TOKEN_WEIGHTINGS, TokenLoss
 
+LAYER_OUTPUTS = frozenset(
+    {"hidden_states", "attentions", "teacher_hidden_states", "teacher_attentions"}
+)
+
 SCHEDULE_KEYS = {
     "schedule": "weight",
     "temperature_schedule": "temperature",
@@ -95,6 +99,20 @@ class CompositeLoss(nn.Module):
             "logits" in c.requires and not isinstance(c, TokenLoss)
             for c in self.components.values()
         )
+
+    def layers_read(self, student_depth: int, teacher_depth: int) -> dict[str, set[int]]:
+        """For each layer-wise output a component requires (`hidden_states`, `attentions` and
+        their `teacher_` forms), the decoder layers the components read from it."""
+        read: dict[str, set[int]] = {}
+        for component in self.components.values():
+            wanted = component.requires & LAYER_OUTPUTS
+            if wanted:
+                student, teacher = component.layers_used(student_depth, teacher_depth)
+                for key in wanted:
+                    read.setdefault(key, set()).update(
+                        teacher if key.startswith("teacher_") else student
+                    )
+        return read
 
     def prepare(self, student_config: Any, teacher_config: Any) -> None:
         """Let components create what depends on the models (projections) before the optimizer."""

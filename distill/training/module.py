@@ -6,7 +6,7 @@ It owns no loss logic: a new objective is a new registered component, never a su
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import lightning as L
@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from distill.losses import CompositeLoss, StepOutputs
 from distill.losses.composite import LossResult
+from distill.losses.layer_map import text_config
+from distill.training.capture import can_record, record_layers
 from distill.training.heldout import answer_token_scores
 from distill.training.on_policy import OnPolicy, decode_samples
 
@@ -70,7 +72,10 @@ class DistillationModule(L.LightningModule):
         if "teacher_sparse" in batch and self.loss.needs_white_box:
             teacher = None  # the cache stands in for the online teacher's logits
         dense = self.loss.needs_dense_logits
-        return step_outputs(self.student, teacher, batch, self.loss.requires, dense_logits=dense)
+        layers = self.loss.layers_read(depth(self.student), depth(teacher) if teacher else 0)
+        return step_outputs(
+            self.student, teacher, batch, self.loss.requires, dense_logits=dense, layers=layers
+        )
 
     def on_fit_start(self) -> None:
         # from_pretrained returns eval mode and Lightning keeps the mode it is given: without this,
@@ -201,6 +206,11 @@ class DistillationModule(L.LightningModule):
             )
 
 
+def depth(model: nn.Module) -> int:
+    """The number of decoder layers of a (PEFT-wrapped) Hugging Face model."""
+    return text_config(model.config).num_hidden_layers
+
+
 def split_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
     """(decoder, lm_head) of a causal LM, looking through a PEFT wrapper (LoRA stays injected)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -219,6 +229,7 @@ def step_outputs(
     batch: dict[str, Any],
     needs: frozenset[str],
     dense_logits: bool = True,
+    layers: Mapping[str, Collection[int]] | None = None,
 ) -> StepOutputs:
     """Teacher forward (no grad, when given) and student forward, asking only for `needs`.
 
@@ -230,6 +241,8 @@ def step_outputs(
         needs: the union of the active components' `requires`.
         dense_logits: also compute (B, T, V) student logits; without them the student's last
             hidden state and lm_head are handed over and token losses project chunk by chunk.
+        layers: for each layer-wise output in `needs` (`CompositeLoss.layers_read`), the layers
+            to record; the others are not kept (`distill.training.capture`). None: every layer.
     """
     inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     inputs["use_cache"] = False  # a KV cache is dead weight in a training step (1 GiB at 7B x 2048)
@@ -237,23 +250,48 @@ def step_outputs(
     if teacher is not None:
         # no_grad, not inference_mode: components may save teacher tensors for their backward.
         with torch.no_grad():
-            t = teacher(
-                **inputs,
-                output_hidden_states="teacher_hidden_states" in needs,
-                output_attentions="teacher_attentions" in needs,
+            t, hidden, attn = _forward(
+                teacher, _decoder(teacher), inputs, needs, layers, "teacher_"
             )
-        out.teacher_logits, out.teacher_hidden_states = t.logits, t.hidden_states
-        out.teacher_attentions = t.attentions
+        out.teacher_logits, out.teacher_hidden_states, out.teacher_attentions = (
+            t.logits,
+            hidden,
+            attn,
+        )
     decoder, out.student_head = split_head(student)
-    s = decoder(
-        **inputs,
-        output_hidden_states="hidden_states" in needs,
-        output_attentions="attentions" in needs,
+    s, out.student_hidden_states, out.student_attentions = _forward(
+        decoder, decoder, inputs, needs, layers, ""
     )
     out.student_hidden = s.last_hidden_state
-    out.student_hidden_states, out.student_attentions = s.hidden_states, s.attentions
     if dense_logits:
         out.dense_student_logits()
     if "second_pass" in needs:  # another dropout draw of the same batch (consistency losses)
         out.student_second_logits = student(**inputs).logits
     return out
+
+
+def _decoder(model: nn.Module) -> nn.Module:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder()
+
+
+def _forward(
+    model: nn.Module,
+    decoder: nn.Module,
+    inputs: dict[str, Any],
+    needs: frozenset[str],
+    layers: Mapping[str, Collection[int]] | None,
+    prefix: str,
+) -> tuple[Any, tuple | None, tuple | None]:
+    """(output, hidden states, attentions) of one model: the hidden states and maps of just the
+    chosen layers when `layers` is given and the decoder supports it, else every layer's."""
+    hidden_key, attn_key = prefix + "hidden_states", prefix + "attentions"
+    want_hidden, want_attn = hidden_key in needs, attn_key in needs
+    if layers is None or not (want_hidden or want_attn) or not can_record(decoder):
+        output = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
+        return output, output.hidden_states, output.attentions
+    chosen = (layers.get(hidden_key, ()) if want_hidden else (), layers.get(attn_key, ()))
+    with record_layers(decoder, chosen[0], chosen[1] if want_attn else ()) as recording:
+        output = model(**inputs)
+    hidden = recording.hidden_states() if want_hidden else None
+    return output, hidden, recording.attentions() if want_attn else None

@@ -350,3 +350,15 @@ def test_no_scored_token_gives_a_finite_zero_with_a_graph():
     assert total.item() == 0.0
     total.backward()
     assert hidden.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("diagnostics", [False, True])
+def test_no_token_part_gives_zero_and_keeps_diagnostics(diagnostics):
+    # e.g. attention transfer alone: the fused pass must not fail for want of a gradient
+    hidden, head, teacher, labels = make()
+    out = StepOutputs(teacher_logits=teacher, student_hidden=hidden, student_head=head)
+    result = fused_token_losses(out, {"labels": labels}, {}, diagnostics=diagnostics)
+    assert result.total.item() == 0.0 and result.values == {}
+    assert set(result.diagnostics) == ({"top1_agreement", "kl"} if diagnostics else set())
+    if diagnostics:
+        assert result.diagnostics["kl"] > 0
