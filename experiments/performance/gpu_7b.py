@@ -6,8 +6,13 @@ projection through `distill.models.loading.add_lora` (the student loader's own k
 checkpointing and adapters), and runs distillation steps at T=2048 through the trainer's own
 `step_outputs` and the chunked CE + KL loss:
 
-  cache   the teacher's signal is a sparse top-k cache (`SparseTargets`, random values): no teacher
-  online  an online bf16 teacher of the same shape under no_grad, dense logits
+  cache     the teacher's signal is a sparse top-k cache (`SparseTargets`, random values)
+  online    an online bf16 teacher of the same shape under no_grad, dense logits
+  attn      online, plus attention transfer (conf/loss/kl_attn.yaml, eager attention)
+  feature   online, plus hidden-state matching (conf/loss/kl_feature.yaml)
+
+The layer-wise modes record only the mapped layers (`--layers`: uniform, last_k=<k>), as the
+trainer does; experiments/performance/layer_outputs/ has the arithmetic for every layer.
 
 Run from the repository root (experiments/performance/README.md holds the results):
 
@@ -47,8 +52,9 @@ SHAPES = {  # CodeLlama-7B's config.json, and a tiny one for the CPU dry run
     "tiny": {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
              "num_attention_heads": 4, "vocab_size": 512},
 }  # fmt: skip
-LOSS = {"ce": {"weight": 0.5}, "kl": {"weight": 0.5, "temperature": 1.0}}  # conf/loss/ce_kl.yaml
-MODES = ("cache", "online")
+MODES = ("cache", "online", "attn", "feature")
+PRESETS = {"cache": "ce_kl", "online": "ce_kl", "attn": "kl_attn", "feature": "kl_feature"}
+LAYERED = {"attn": "attn_transfer", "feature": "feature_match"}
 
 
 def llama_config(shape: str):
@@ -74,7 +80,18 @@ def student_settings(dtype: str):
     return cfg
 
 
-def build_student(config, cfg, device: torch.device) -> nn.Module:
+def build_loss_for(mode: str, layers: str):
+    """The conf/loss preset of `mode`, its layer-wise component mapped by `layers`."""
+    components = OmegaConf.to_container(
+        OmegaConf.load(ROOT / "conf" / "loss" / f"{PRESETS[mode]}.yaml").components
+    )
+    if mode in LAYERED:
+        kind, _, k = layers.partition("=")
+        components[LAYERED[mode]] |= {"layers": kind, "last_k": int(k or 1)}
+    return build_loss(components)
+
+
+def build_student(config, cfg, device: torch.device, attn: str = "sdpa") -> nn.Module:
     """The 4-bit LoRA student: built on the meta device, then each linear layer is given a random
     bf16 weight on `device` and quantised at once, as transformers' 4-bit loader does per tensor."""
     import bitsandbytes as bnb
@@ -83,7 +100,7 @@ def build_student(config, cfg, device: torch.device) -> nn.Module:
 
     dtype = getattr(torch, cfg.compute_dtype)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
     replace_with_bnb_linear(model, ["lm_head"], quantization_config(cfg))
     std = config.initializer_range
     for module in model.modules():
@@ -108,12 +125,12 @@ def build_student(config, cfg, device: torch.device) -> nn.Module:
     return add_lora(model, cfg)
 
 
-def build_teacher(config, dtype: torch.dtype, device: torch.device) -> nn.Module:
+def build_teacher(config, dtype: torch.dtype, device: torch.device, attn: str) -> nn.Module:
     """A frozen random teacher of the same shape, created on `device` in `dtype`."""
     from transformers import AutoModelForCausalLM
 
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
     return model.to(device).eval().requires_grad_(False)  # to(): a no-op unless init ignored it
 
 
@@ -196,12 +213,11 @@ def optimizer_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(t.nbytes for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t))
 
 
-def train_step(student, teacher, loss, batch, optimizer, amp) -> float:
+def train_step(student, teacher, loss, batch, optimizer, amp, layers) -> float:
     """One optimizer step as `DistillationModule.training_step` takes it (autocast forward)."""
     with amp:
-        out = step_outputs(
-            student, teacher, batch, loss.requires, dense_logits=loss.needs_dense_logits
-        )
+        dense = loss.needs_dense_logits
+        out = step_outputs(student, teacher, batch, loss.requires, dense, layers)
         result = loss(out, batch)
     result.total.backward()
     optimizer.step()
@@ -225,15 +241,18 @@ def run_mode(mode: str, args, device: torch.device, meter: Meter) -> dict:
     dtype = getattr(torch, args.dtype)
     meter.reset_peak()
     start = time.perf_counter()
-    student = build_student(config, cfg, device).train()  # train(): checkpointing, LoRA dropout
+    attn = "eager" if mode == "attn" else "sdpa"  # SDPA returns no attention maps
+    student = build_student(config, cfg, device, attn).train()  # checkpointing, LoRA dropout
     sizes = tensor_bytes(student)
-    teacher = build_teacher(config, dtype, device) if mode == "online" else None
+    teacher = build_teacher(config, dtype, device, attn) if mode != "cache" else None
     teacher_bytes = sum(p.nbytes for p in teacher.parameters()) if teacher is not None else 0
     build_s = time.perf_counter() - start
-    loss = build_loss(LOSS)
+    loss = build_loss_for(mode, args.layers).to(device)
+    loss.prepare(config, config if teacher is not None else None)
     loss.vocab = config.vocab_size
+    layers = loss.layers_read(config.num_hidden_layers, config.num_hidden_layers)
     batch = make_batch(mode, args, config.vocab_size, device)
-    trainable = [p for p in student.parameters() if p.requires_grad]
+    trainable = [p for m in (student, loss) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=3e-4, weight_decay=0.0)  # conf/config.yaml
     amp = torch.autocast(device.type, dtype=dtype) if args.autocast else nullcontext()
     peak, losses, times, activations = meter.peak(), [], [], 0
@@ -242,7 +261,7 @@ def run_mode(mode: str, args, device: torch.device, meter: Meter) -> dict:
         peak = max(peak, meter.peak())
         meter.reset_peak()
         tick = time.perf_counter()
-        losses.append(train_step(student, teacher, loss, batch, optimizer, amp))
+        losses.append(train_step(student, teacher, loss, batch, optimizer, amp, layers))
         step_peak = meter.peak()
         times.append(time.perf_counter() - tick)
         if step > 0:  # the first step also creates the optimizer state
@@ -258,7 +277,7 @@ def run_mode(mode: str, args, device: torch.device, meter: Meter) -> dict:
         "peak": max(peak, meter.peak()),
     }
     return {
-        "mode": mode,
+        "mode": mode if mode not in LAYERED else f"{mode} ({args.layers})",
         "tokens_per_s": args.batch * args.seq * len(timed) / sum(timed),
         "step_s": sum(timed) / len(timed),
         "build_s": build_s,
@@ -288,7 +307,9 @@ def print_table(results: list[dict], meter: Meter) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--mode", choices=[*MODES, "both"], default="both")
+    p.add_argument("--mode", choices=[*MODES, "both", "all"], default="both",
+                   help="both: cache and online; all: every mode")  # fmt: skip
+    p.add_argument("--layers", default="uniform", help="attn/feature map: uniform or last_k=<k>")
     p.add_argument("--dry-run", action="store_true", help="tiny shape on the CPU (no GPU needed)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq", type=int, default=None, help="default 2048 (64 with --dry-run)")
@@ -320,7 +341,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
     device = pick_device(args.dry_run)
     meter, results = Meter(device), []
-    for mode in MODES if args.mode == "both" else [args.mode]:
+    modes = {"both": MODES[:2], "all": MODES}.get(args.mode, [args.mode])
+    for mode in modes:
         results.append(run_mode(mode, args, device, meter))
         gc.collect()  # free this mode's models before the next one is built
         if device.type == "cuda":

@@ -57,3 +57,23 @@ def test_dry_run_command_line(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "tokens/s" in run.stdout and "peak" in run.stdout
     check_report(json.loads(out.read_text()))
+
+
+def test_dry_run_layer_wise_modes_train_on_their_mapped_layers(tmp_path):
+    spec = importlib.util.spec_from_file_location("gpu_7b", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    results = {}
+    for mode in ("attn", "feature"):
+        out = tmp_path / f"{mode}.json"
+        script.main([*ARGS, "--mode", mode, "--layers", "last_k=1", "--out", str(out)])
+        (result,) = json.loads(out.read_text())["results"]
+        results[mode] = result
+    assert [r["mode"] for r in results.values()] == ["attn (last_k=1)", "feature (last_k=1)"]
+    for result in results.values():
+        assert len(result["loss"]) == 3 and result["loss"][-1] < result["loss"][0]
+        assert result["memory_bytes"]["teacher"] > 0
+    # the preset's layer-wise part is in the loss: feature matching adds its MSE to CE + KL
+    assert results["feature"]["loss"][0] != results["attn"]["loss"][0]
+    loss = script.build_loss_for("attn", "last_k=2")
+    assert loss.layers_read(2, 2) == {"attentions": {0, 1}, "teacher_attentions": {0, 1}}
