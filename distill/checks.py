@@ -33,8 +33,10 @@ def check_embedded(cfg: DictConfig) -> Iterable[str]:
 def check_prompt_format(cfg: DictConfig) -> Iterable[str]:
     from distill.models.prompt_formats import check_prompt_format as problem_of
 
-    problem = problem_of(cfg.student.get("prompt_format"))
-    return [problem] if problem else []
+    problems = [problem_of(cfg.student.get("prompt_format"))]
+    if cfg.teacher.get("kind") == "hf":
+        problems.append(problem_of(cfg.teacher.get("prompt_format"), "teacher.prompt_format"))
+    return [p for p in problems if p]
 
 
 def check_data(cfg: DictConfig) -> Iterable[str]:

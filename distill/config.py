@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 TEACHER_KINDS = ("hf", "claude")
 QUANTIZATIONS = ("nf4", "fp4")
+TEACHER_QUANTIZATIONS = (*QUANTIZATIONS, "int8")
 DTYPES = ("float32", "bfloat16", "float16")
 PROMPT_FORMATS = ("chat", "completion")
 EVAL_BENCHMARKS = ("humaneval", "mbpp", "mbpp_sanitized")
@@ -136,6 +137,11 @@ class TeacherConfig:
     max_new_tokens: int = 384
     batch_size: int = 8
     dtype: str = "float32"
+    # A white-box teacher in 4-bit (nf4, fp4) or 8-bit (int8) through bitsandbytes: a 34B teacher
+    # beside the 7B student on one 80 GB GPU. null: `dtype` as stored.
+    quantization: str | None = None
+    # How the teacher renders the prompts it answers (generate): as `student.prompt_format`.
+    prompt_format: str | None = None
     system_prompt: str | None = None
     api_key_env: str = "ANTHROPIC_API_KEY"
     max_concurrency: int = 8
@@ -166,6 +172,11 @@ class TeacherConfig:
         check.require(self.max_new_tokens > 0, "teacher.max_new_tokens must be > 0")
         check.require(self.batch_size > 0, "teacher.batch_size must be > 0")
         check.require(self.dtype in DTYPES, f"teacher.dtype={self.dtype!r}: use one of {DTYPES}")
+        check.require(
+            self.quantization is None or self.quantization in TEACHER_QUANTIZATIONS,
+            f"teacher.quantization={self.quantization!r}: use one of {TEACHER_QUANTIZATIONS} "
+            "or null",
+        )
         if self.kind == "hf":
             check.require(
                 bool(self.path), "teacher.path is empty: set teacher.path=<folder or hub id>"

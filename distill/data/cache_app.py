@@ -105,7 +105,7 @@ def run_teacher_cache(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     device = capture_device(str(tc.device))
     totals = build_cache(
-        lambda: load_teacher(cfg.teacher).to(device),
+        lambda: load_teacher(cfg.teacher, device=device),
         examples,
         out,
         manifest,

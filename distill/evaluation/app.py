@@ -14,7 +14,7 @@ from distill.evaluation.samples import eval_files, read_jsonl
 from distill.hardware import inference_device
 from distill.models import load_student_tokenizer, load_teacher, load_tokenizer, resolve_model_dir
 from distill.models.loading import load_base_student, pruned_model_dir
-from distill.models.prompt_formats import adapter_prompt_format
+from distill.models.prompt_formats import adapter_prompt_format, apply_prompt_format
 from distill.runs import adapters_dir, update_metrics
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     label = "teacher" if teacher else ("student" if has_adapters else "student_base")
     if teacher:
         tokenizer = load_tokenizer(cfg.teacher.path)
+        apply_prompt_format(tokenizer, cfg.teacher.get("prompt_format"), "teacher.prompt_format")
     else:  # the format the adapters were trained in, else student.prompt_format's
         tokenizer = load_student_tokenizer(cfg.student, need_chat=False)
         if has_adapters:
@@ -43,7 +44,7 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     device = inference_device(cfg.hardware)
     log.info("generating on %s", device)
     if teacher:
-        return load_teacher(cfg.teacher).to(device), tokenizer, label
+        return load_teacher(cfg.teacher, device=device), tokenizer, label
     model = load_base_student(cfg.student, device=device)
     if not has_adapters:
         log.info("no adapters given: scoring the student before distillation")

@@ -4,6 +4,7 @@ from distill.models.loading import (
     load_student,
     load_student_tokenizer,
     load_teacher,
+    load_teacher_tokenizer,
     load_tokenizer,
 )
 from distill.models.sources import resolve_model_dir
@@ -12,6 +13,7 @@ __all__ = [
     "load_student",
     "load_student_tokenizer",
     "load_teacher",
+    "load_teacher_tokenizer",
     "load_tokenizer",
     "resolve_model_dir",
 ]

@@ -45,20 +45,52 @@ def load_student_tokenizer(student: DictConfig, need_chat: bool = True) -> PreTr
     return tokenizer
 
 
-def load_teacher(cfg: DictConfig, attn_implementation: str = "sdpa") -> PreTrainedModel:
-    """A frozen white-box teacher in eval mode.
+def load_teacher_tokenizer(teacher: DictConfig) -> PreTrainedTokenizerBase:
+    """The teacher's tokenizer rendering prompts in `teacher.prompt_format` (refused, before any
+    weights load, when it cannot render a conversation)."""
+    key = "teacher.prompt_format"
+    tokenizer = load_tokenizer(teacher.path)
+    apply_prompt_format(tokenizer, teacher.get("prompt_format"), key)
+    require_chat_format(tokenizer, teacher.path, key)
+    return tokenizer
+
+
+def load_teacher(
+    cfg: DictConfig, attn_implementation: str = "sdpa", device: torch.device | str = "cpu"
+) -> PreTrainedModel:
+    """A frozen white-box teacher in eval mode, on `device`.
 
     Args:
-        cfg: the `teacher` group.
+        cfg: the `teacher` group; `quantization` (nf4, fp4, int8) loads it through bitsandbytes,
+            quantized where it loads.
         attn_implementation: "eager" when an active loss needs attention maps.
+        device: where the weights go.
     """
+    quantization = cfg.get("quantization")
     model = AutoModelForCausalLM.from_pretrained(
         resolve_model_dir(cfg.path),
         dtype=getattr(torch, cfg.dtype),
         attn_implementation=attn_implementation,
+        quantization_config=teacher_quantization_config(quantization, cfg.dtype),
+        device_map={"": str(device)} if quantization else None,
     )
     model.eval().requires_grad_(False)
-    return model
+    bits = {None: cfg.dtype, "int8": "8-bit int8"}.get(quantization, f"4-bit {quantization}")
+    log.info("teacher: %s on %s", bits, device)
+    return model if quantization else model.to(device)
+
+
+def teacher_quantization_config(quantization: str | None, dtype: str) -> BitsAndBytesConfig | None:
+    if quantization is None:
+        return None
+    if quantization == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=quantization,
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=getattr(torch, dtype),
+    )
 
 
 def prune_layers(model: PreTrainedModel, keep: list[int]) -> PreTrainedModel:

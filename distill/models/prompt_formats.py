@@ -52,6 +52,21 @@ PROMPT_FORMATS = {
         "{%- else -%}{{- ' ' + message['content'].strip() + eos_token -}}{%- endif -%}"
         "{%- endfor -%}"
     ),
+    # CodeLlama-70B-Instruct's own: "Source: <role>\n\n <content> <step> " per turn, the answer
+    # after "Source: assistant\nDestination: user\n\n " (the generation prompt), then EOS.
+    "codellama_70b_instruct": (
+        "{{- bos_token -}}"
+        "{%- for message in messages -%}"
+        "{%- if message['role'] == 'assistant' and loop.last -%}"
+        "{{- 'Source: assistant\\nDestination: user\\n\\n ' + message['content'].strip()"
+        " + eos_token -}}"
+        "{%- else -%}"
+        "{{- 'Source: ' + message['role'] + '\\n\\n ' + message['content'].strip() + ' <step> ' -}}"
+        "{%- endif -%}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{- 'Source: assistant\\nDestination: user\\n\\n ' -}}"
+        "{%- endif -%}"
+    ),
 }
 
 KEY = "student.prompt_format"
@@ -61,38 +76,40 @@ def is_template(value: str) -> bool:
     return "{{" in value or "{%" in value
 
 
-def check_prompt_format(value: str | None) -> str | None:
-    """The problem with a `student.prompt_format` value, or None when it is usable."""
+def check_prompt_format(value: str | None, key: str = KEY) -> str | None:
+    """The problem with a `student.prompt_format` (or `teacher.prompt_format`) value, or None."""
     if value is None or value in PROMPT_FORMATS or is_template(value):
         return None
     return (
-        f"{KEY}={value!r} is neither a built-in format ({', '.join(PROMPT_FORMATS)}) nor a Jinja "
+        f"{key}={value!r} is neither a built-in format ({', '.join(PROMPT_FORMATS)}) nor a Jinja "
         "template; use one of those names, a template string, or null for the tokenizer's own"
     )
 
 
-def template_of(value: str | None) -> str | None:
+def template_of(value: str | None, key: str = KEY) -> str | None:
     """The Jinja template a `student.prompt_format` value names (None: the tokenizer's own)."""
-    problem = check_prompt_format(value)
+    problem = check_prompt_format(value, key)
     if problem:
         raise ConfigError([problem])
     return PROMPT_FORMATS.get(value, value) if value is not None else None
 
 
-def apply_prompt_format(tokenizer: PreTrainedTokenizerBase, value: str | None) -> None:
+def apply_prompt_format(
+    tokenizer: PreTrainedTokenizerBase, value: str | None, key: str = KEY
+) -> None:
     """Set the format on the tokenizer; null keeps the tokenizer's own template."""
-    template = template_of(value)
+    template = template_of(value, key)
     if template is not None:
         tokenizer.chat_template = template
 
 
-def require_chat_format(tokenizer: PreTrainedTokenizerBase, path: str) -> None:
+def require_chat_format(tokenizer: PreTrainedTokenizerBase, path: str, key: str = KEY) -> None:
     """Refuse, before any weights load, a tokenizer that cannot render a conversation."""
     if not getattr(tokenizer, "chat_template", None):
         raise ConfigError(
             [
                 f"the tokenizer of {path} has no chat template, so conversations cannot become "
-                f"tokens: set {KEY} to a built-in format ({', '.join(PROMPT_FORMATS)}: 'alpaca' "
+                f"tokens: set {key} to a built-in format ({', '.join(PROMPT_FORMATS)}: 'alpaca' "
                 "suits base code models, 'codellama_instruct' is CodeLlama-Instruct's) or a Jinja "
                 "template string"
             ]

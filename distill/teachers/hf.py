@@ -42,10 +42,11 @@ class HFTeacher:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, device: torch.device | str = "cpu") -> HFTeacher:
-        from distill.models import load_teacher, load_tokenizer
+        from distill.models import load_teacher, load_teacher_tokenizer
 
+        tokenizer = load_teacher_tokenizer(cfg)  # a format problem surfaces before any weights
         return cls(
-            lambda: (load_teacher(cfg).to(device), load_tokenizer(cfg.path)),
+            lambda: (load_teacher(cfg, device=device), tokenizer),
             cfg.name,
             cfg.max_new_tokens,
             cfg.batch_size,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig
@@ -16,11 +17,12 @@ from transformers import AutoConfig
 from distill.config import UserError
 from distill.data.datamodule import DistillDataModule
 from distill.data.logit_cache import LogitCache, expected_manifest
-from distill.hardware import batch_split, trainer_kwargs
+from distill.hardware import batch_split, inference_device, trainer_kwargs
 from distill.losses import build_loss, load_plugins
 from distill.losses.schedules import build_schedule
 from distill.models import load_student, load_student_tokenizer, load_teacher, load_tokenizer
 from distill.models.preflight import check_tokenizer_pair
+from distill.models.prompt_formats import apply_prompt_format
 from distill.models.sources import resolve_model_dir
 from distill.runs import adapters_dir, dataset_path, update_metrics
 from distill.training.callbacks import AdapterSaver, LossHistory
@@ -106,7 +108,8 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
     attn = "eager" if needs_attn else "sdpa"
     # A white-box teacher is loaded even for `loss=ce`: it scores held-out top-1 agreement. With
     # a logit cache it is not loaded at all: that is what the cache is for.
-    teacher = load_teacher(cfg.teacher, attn) if white_box and cache is None else None
+    on = teacher_device(cfg)
+    teacher = load_teacher(cfg.teacher, attn, on) if white_box and cache is None else None
     student = load_student(student_config(cfg), attn)
     loss.prepare(student.config, None if teacher is None else teacher.config)
     scheduler = instantiate(cfg.train.scheduler) if cfg.train.scheduler else None
@@ -142,6 +145,14 @@ def check_launch(replicas: int) -> None:
         )
 
 
+def teacher_device(cfg: DictConfig) -> torch.device:
+    """Where the teacher loads. bitsandbytes quantizes weights where they load, so a 4- or 8-bit
+    teacher goes straight to this rank's GPU; another loads on the CPU and the module moves it."""
+    if cfg.teacher.get("quantization") is None or inference_device(cfg.hardware).type != "cuda":
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+
+
 def student_config(cfg: DictConfig) -> DictConfig:
     """The student's settings, with the hardware preset's gradient checkpointing when it has one."""
     if cfg.hardware.gradient_checkpointing is None:
@@ -155,9 +166,14 @@ def tokenizer_preflight(cfg: DictConfig, student_tokenizer: Any) -> int:
     """The vocabulary shared by student and white-box teacher, or a TokenizerMismatch."""
     student_vocab = AutoConfig.from_pretrained(resolve_model_dir(cfg.student.path)).vocab_size
     teacher_vocab = AutoConfig.from_pretrained(resolve_model_dir(cfg.teacher.path)).vocab_size
+    # in its own format (teacher.prompt_format), so a teacher tuned on another is refused
+    teacher_tokenizer = load_tokenizer(cfg.teacher.path)
+    apply_prompt_format(
+        teacher_tokenizer, cfg.teacher.get("prompt_format"), "teacher.prompt_format"
+    )
     return check_tokenizer_pair(
         student_tokenizer,
-        load_tokenizer(cfg.teacher.path),
+        teacher_tokenizer,
         student_vocab,
         teacher_vocab,
         names=(f"student {cfg.student.name}", f"teacher {cfg.teacher.name}"),

@@ -33,12 +33,14 @@ def write_dataset(path: Path) -> Path:
     return path
 
 
-def train(tmp_path: Path, *overrides: str) -> tuple[subprocess.CompletedProcess, Path]:
-    """`distill train student=codellama_7b` on the tiny stand-in, 2 steps on 8 records."""
+def train(
+    tmp_path: Path, *overrides: str, student: str = "codellama_7b"
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """`distill train student=<student>` on the tiny stand-in, 2 steps on 8 records."""
     run_dir = tmp_path / "train"
     args = [
         "train",
-        "student=codellama_7b",
+        f"student={student}",
         f"student.path={codellama_model_dir(LLAMA2)}",
         f"data.dataset={write_dataset(tmp_path / 'data.jsonl')}",
         "data.val_fraction=0.25",
@@ -88,14 +90,32 @@ def test_base_codellama_trains_in_its_format_and_evaluates_in_the_same(tmp_path,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("teacher_vocab", [32016, 32000])
-def test_codellama_learns_from_a_white_box_llama_teacher(teacher_vocab, tmp_path):
+@pytest.mark.parametrize(
+    "teacher_vocab, teacher", [(32016, "hf"), (32000, "codellama_34b_instruct")]
+)
+def test_codellama_learns_from_a_white_box_llama_teacher(teacher_vocab, teacher, tmp_path):
     """loss=kl with an online teacher of CodeLlama's vocabulary, or of Llama 2's 32,000 (the
-    student's 16 infilling ids are left out of the comparison)."""
-    teacher = codellama_model_dir(LLAMA2, infilling=teacher_vocab == 32016, seed=1)
-    out, run_dir = train(tmp_path, "teacher=hf", f"teacher.path={teacher}", "loss=kl")
+    student's 16 infilling ids are left out of the comparison) loaded as the 34B config says: in
+    4-bit NF4, rendering [INST] turns as the Instruct student does."""
+    folder = codellama_model_dir(LLAMA2, infilling=teacher_vocab == 32016, seed=1)
+    student = "codellama_7b_instruct" if teacher != "hf" else "codellama_7b"
+    out, run_dir = train(
+        tmp_path, f"teacher={teacher}", f"teacher.path={folder}", "loss=kl", student=student
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train/loss_first"] > 0 and math.isfinite(metrics["train/loss_last"])
-    shared = "the logit losses use the first 32000 ids" in (out.stdout + out.stderr)
-    assert shared == (teacher_vocab == 32000)
+    logs = out.stdout + out.stderr
+    assert ("the logit losses use the first 32000 ids" in logs) == (teacher_vocab == 32000)
+    assert ("teacher: 4-bit nf4 on cpu" in logs) == (teacher == "codellama_34b_instruct")
+
+
+@pytest.mark.slow
+def test_a_teacher_tuned_on_another_format_is_refused_before_training(tmp_path):
+    """The base student renders alpaca, the 34B teacher [INST]: its logits would score turn
+    markers it was not tuned on."""
+    folder = codellama_model_dir(LLAMA2, infilling=False, seed=1)
+    out, run_dir = train(tmp_path, "teacher=codellama_34b_instruct", f"teacher.path={folder}")
+    assert out.returncode != 0
+    assert "the chat templates render a sample conversation differently" in out.stdout
+    assert not (run_dir / "adapters").exists()

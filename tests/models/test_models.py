@@ -9,9 +9,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from distill.config import StudentConfig
+from distill.config import StudentConfig, TeacherConfig
 from distill.models import embedded
-from distill.models.loading import load_student, prune_layers
+from distill.models.loading import load_student, load_teacher, prune_layers
 from distill.models.sources import CorruptCache, build_once
 from distill.testing import fake_batch, tiny_llama, tiny_tokenizer
 
@@ -201,3 +201,30 @@ def test_4bit_student_still_learns_after_an_inference_pass(tmp_path):
     lora_b = {n: p.grad for n, p in student.named_parameters() if "lora_B" in n}
     assert len(lora_b) == 4
     assert all(g is not None and g.abs().sum() > 0 for g in lora_b.values()), lora_b.keys()
+
+
+@pytest.mark.parametrize(
+    "quantization, layer", [("nf4", bnb.nn.Linear4bit), ("int8", bnb.nn.Linear8bitLt)]
+)
+def test_a_teacher_loads_in_4_or_8_bit_and_still_agrees_with_itself(tmp_path, quantization, layer):
+    """teacher.quantization: a 34B teacher beside the 7B student on one GPU; bitsandbytes runs
+    both on the CPU too."""
+    tiny_llama(2, hidden_size=64, initializer_range=0.1).save_pretrained(tmp_path / "t")
+    cfg = OmegaConf.structured(TeacherConfig(name="t", path=str(tmp_path / "t")))
+    full = load_teacher(cfg)
+    cfg.quantization = quantization
+    teacher = load_teacher(cfg, device="cpu")
+    assert isinstance(teacher.model.layers[0].self_attn.q_proj, layer)
+    assert not isinstance(full.model.layers[0].self_attn.q_proj, layer)
+    assert not any(p.requires_grad for p in teacher.parameters())
+    ids = fake_batch(tiny_tokenizer())["input_ids"]
+    with torch.no_grad():
+        want, got = full(ids).logits, teacher(ids).logits
+    assert torch.isfinite(got).all()
+    # most next-token choices survive quantization (chance: 1 in 128)
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() > 0.5
+
+
+def test_an_unknown_teacher_quantization_names_the_choices():
+    with pytest.raises(ValueError, match=r"teacher.quantization='int4': use one of .*'int8'"):
+        TeacherConfig(name="t", path="p", quantization="int4")

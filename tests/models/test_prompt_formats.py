@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from distill.config import ConfigError
-from distill.data.datamodule import IGNORE_INDEX, encode
+from distill.data.datamodule import IGNORE_INDEX, collate, encode
 from distill.evaluation.benchmarks import load_problems
 from distill.evaluation.prompts import CHAT_INSTRUCTION, build_prompt
 from distill.models.loading import load_student_tokenizer
@@ -89,6 +89,38 @@ def test_codellama_instruct_is_the_inst_format(base):
     assert prompt[:4] == ["<s>", "[", "INST", "]"] and prompt.count("<s>") == 1
     assert prompt[-4:] == ["▁[", "/", "INST", "]"]
     assert answer[:2] == ["▁def", "▁add"] and answer[-2:] == ["▁b", "</s>"]
+
+
+def test_codellama_70b_instruct_is_its_source_destination_format(base):
+    tokenizer = formatted(base, "codellama_70b_instruct")
+    messages = [{"role": "system", "content": "Be brief."}, *RECORD["messages"]]
+    prompt_text = tokenizer.apply_chat_template(
+        messages, add_generation_prompt=True, tokenize=False
+    )
+    # Meta's template for CodeLlama-70B-Instruct renders this same string
+    assert prompt_text == (
+        "<s>Source: system\n\n Be brief. <step> Source: user\n\n Write add. <step> "
+        "Source: assistant\nDestination: user\n\n "
+    )
+    example = encode({**RECORD, "messages": messages}, tokenizer, max_length=256)
+    prompt, answer = layout(example, tokenizer)
+    assert prompt.count("<s>") == 1 and answer[-1] == "</s>"
+    assert tokenizer.decode(example["input_ids"], skip_special_tokens=True).endswith(RESPONSE)
+
+
+def test_padding_never_collides_with_the_trained_eos(model_dir):
+    """The Llama tokenizer has no pad token: eos pads, and only the labels say what trains."""
+    tokenizer = load_student_tokenizer(student(model_dir, "alpaca"))
+    assert tokenizer.pad_token_id == tokenizer.eos_token_id == 2
+    short = encode(RECORD, tokenizer, max_length=256)
+    long = encode({**RECORD, "id": "r2", "response": RESPONSE * 3}, tokenizer, max_length=256)
+    batch = collate([short, long], tokenizer.pad_token_id)
+    padded = batch["attention_mask"] == 0
+    assert padded[0].sum() > 0 and padded[1].sum() == 0
+    assert (batch["input_ids"][padded] == 2).all() and (batch["labels"][padded] == -100).all()
+    # each row trains exactly one eos: its own end of answer, never the padding after it
+    assert ((batch["labels"] == 2).sum(1) == 1).all()
+    assert ((batch["input_ids"] == 2) & (batch["attention_mask"] == 1)).sum(1).tolist() == [1, 1]
 
 
 def test_a_template_string_is_a_format_too(base):
