@@ -10,6 +10,8 @@ checkpointing and adapters), and runs distillation steps at T=2048 through the t
   online    an online bf16 teacher of the same shape under no_grad, dense logits
   attn      online, plus attention transfer (conf/loss/kl_attn.yaml, eager attention)
   feature   online, plus hidden-state matching (conf/loss/kl_feature.yaml)
+  trainer   online CE + KL through `distill train`'s own machinery: the CodeLlama-shaped tokenizer,
+            DistillDataModule, DistillationModule and a Lightning Trainer (gpu_7b_trainer.py)
 
 The layer-wise modes record only the mapped layers (`--layers`: uniform, last_k=<k>), as the
 trainer does; experiments/performance/layer_outputs/ has the arithmetic for every layer.
@@ -38,7 +40,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]  # distill; gpu_7b_trainer
 
 from distill.config import StudentConfig  # noqa: E402
 from distill.losses import build_loss  # noqa: E402
@@ -52,7 +54,7 @@ SHAPES = {  # CodeLlama-7B's config.json, and a tiny one for the CPU dry run
     "tiny": {"hidden_size": 64, "intermediate_size": 172, "num_hidden_layers": 2,
              "num_attention_heads": 4, "vocab_size": 512},
 }  # fmt: skip
-MODES = ("cache", "online", "attn", "feature")
+MODES = ("cache", "online", "attn", "feature", "trainer")
 PRESETS = {"cache": "ce_kl", "online": "ce_kl", "attn": "kl_attn", "feature": "kl_feature"}
 LAYERED = {"attn": "attn_transfer", "feature": "feature_match"}
 
@@ -295,7 +297,7 @@ def print_table(results: list[dict], meter: Meter) -> None:
     head = ["mode", "tokens/s", "step s", "loss", *keys, "peak"]
     rows = [
         [r["mode"], f"{r['tokens_per_s']:.1f}", f"{r['step_s']:.2f}", f"{r['loss'][-1]:.3f}"]
-        + [size(r["memory_bytes"][k]) for k in [*keys, "peak"]]
+        + [size(r["memory_bytes"][k]) if k in r["memory_bytes"] else "-" for k in [*keys, "peak"]]
         for r in results
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
@@ -310,6 +312,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mode", choices=[*MODES, "both", "all"], default="both",
                    help="both: cache and online; all: every mode")  # fmt: skip
     p.add_argument("--layers", default="uniform", help="attn/feature map: uniform or last_k=<k>")
+    p.add_argument("--tokenizer", help="trainer: Llama 2's tokenizer.model (default: shared data)")
     p.add_argument("--dry-run", action="store_true", help="tiny shape on the CPU (no GPU needed)")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--seq", type=int, default=None, help="default 2048 (64 with --dry-run)")
@@ -343,7 +346,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     meter, results = Meter(device), []
     modes = {"both": MODES[:2], "all": MODES}.get(args.mode, [args.mode])
     for mode in modes:
-        results.append(run_mode(mode, args, device, meter))
+        if mode == "trainer":
+            from gpu_7b_trainer import run_trainer
+
+            builders = (llama_config, student_settings, build_student, build_teacher)
+            results.append(run_trainer(args, device, meter, builders))
+        else:
+            results.append(run_mode(mode, args, device, meter))
         gc.collect()  # free this mode's models before the next one is built
         if device.type == "cuda":
             torch.cuda.empty_cache()

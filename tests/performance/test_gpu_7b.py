@@ -77,3 +77,23 @@ def test_dry_run_layer_wise_modes_train_on_their_mapped_layers(tmp_path):
     assert results["feature"]["loss"][0] != results["attn"]["loss"][0]
     loss = script.build_loss_for("attn", "last_k=2")
     assert loss.layers_read(2, 2) == {"attentions": {0, 1}, "teacher_attentions": {0, 1}}
+
+
+LLAMA2 = Path(__file__).resolve().parents[3] / "shared/data/llama2_tokenizer/tokenizer.model"
+
+
+@pytest.mark.skipif(not LLAMA2.exists(), reason="the Llama 2 tokenizer (shared data) is missing")
+def test_dry_run_trainer_mode_goes_through_distill_train_machinery(tmp_path):
+    pytest.importorskip("sentencepiece", reason="building the tokenizer needs sentencepiece")
+    spec = importlib.util.spec_from_file_location("gpu_7b", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "trainer.json"
+    script.main([*ARGS, "--seq", "192", "--mode", "trainer", "--out", str(out)])
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["mode"] == "trainer" and len(result["loss"]) == 3
+    assert all(math.isfinite(x) for x in result["loss"]) and result["tokens_per_s"] > 0
+    batch = result["batch"]
+    # the CodeLlama-shaped tokenizer in the alpaca format: <s>, "Bel", "ow", "▁is"
+    assert batch["first_ids"] == [1, 21140, 340, 338]
+    assert batch["eos_labels_per_row"] == [1] and batch["scored"] > 50
