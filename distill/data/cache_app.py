@@ -42,7 +42,7 @@ def shared_vocab(cfg: DictConfig, tokenizer: Any, examples: list[dict]) -> int:
     """Preflight (no weights loaded): the tokenizers agree; the logit columns both models share."""
     from transformers import AutoConfig
 
-    from distill.models import load_tokenizer
+    from distill.models import load_teacher_tokenizer
     from distill.models.preflight import check_tokenizer_pair
     from distill.models.sources import resolve_model_dir
 
@@ -52,7 +52,7 @@ def shared_vocab(cfg: DictConfig, tokenizer: Any, examples: list[dict]) -> int:
     used = {i for e in examples for i in e["input_ids"]}
     return check_tokenizer_pair(
         tokenizer,
-        load_tokenizer(cfg.teacher.path),
+        load_teacher_tokenizer(cfg.teacher, need_chat=False),  # in its own format
         vocab(cfg.student.path),
         vocab(cfg.teacher.path),
         used_ids=sorted(used),

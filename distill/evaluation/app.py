@@ -12,9 +12,14 @@ from omegaconf import DictConfig
 from distill.evaluation.harness import evaluate_model, samples_label, score_samples_file
 from distill.evaluation.samples import eval_files, read_jsonl
 from distill.hardware import inference_device
-from distill.models import load_student_tokenizer, load_teacher, load_tokenizer, resolve_model_dir
+from distill.models import (
+    load_student_tokenizer,
+    load_teacher,
+    load_teacher_tokenizer,
+    resolve_model_dir,
+)
 from distill.models.loading import load_base_student, pruned_model_dir
-from distill.models.prompt_formats import adapter_prompt_format, apply_prompt_format
+from distill.models.prompt_formats import adapter_prompt_format
 from distill.runs import adapters_dir, update_metrics
 
 log = logging.getLogger(__name__)
@@ -33,8 +38,7 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     has_adapters = not teacher and (adapters / "adapter_config.json").exists()
     label = "teacher" if teacher else ("student" if has_adapters else "student_base")
     if teacher:
-        tokenizer = load_tokenizer(cfg.teacher.path)
-        apply_prompt_format(tokenizer, cfg.teacher.get("prompt_format"), "teacher.prompt_format")
+        tokenizer = load_teacher_tokenizer(cfg.teacher, need_chat=False)
     else:  # the format the adapters were trained in, else student.prompt_format's
         tokenizer = load_student_tokenizer(cfg.student, need_chat=False)
         if has_adapters:

@@ -45,13 +45,18 @@ def load_student_tokenizer(student: DictConfig, need_chat: bool = True) -> PreTr
     return tokenizer
 
 
-def load_teacher_tokenizer(teacher: DictConfig) -> PreTrainedTokenizerBase:
-    """The teacher's tokenizer rendering prompts in `teacher.prompt_format` (refused, before any
-    weights load, when it cannot render a conversation)."""
+def load_teacher_tokenizer(teacher: DictConfig, need_chat: bool = True) -> PreTrainedTokenizerBase:
+    """The teacher's tokenizer rendering in `teacher.prompt_format` (else its own template).
+
+    With `need_chat` (a teacher that answers prompts) a tokenizer left without a template is
+    refused here, before any weights load; the tokenizer preflight of a white-box teacher needs
+    none.
+    """
     key = "teacher.prompt_format"
     tokenizer = load_tokenizer(teacher.path)
     apply_prompt_format(tokenizer, teacher.get("prompt_format"), key)
-    require_chat_format(tokenizer, teacher.path, key)
+    if need_chat:
+        require_chat_format(tokenizer, teacher.path, key)
     return tokenizer
 
 

@@ -20,9 +20,13 @@ from distill.data.logit_cache import LogitCache, expected_manifest
 from distill.hardware import batch_split, inference_device, trainer_kwargs
 from distill.losses import build_loss, load_plugins
 from distill.losses.schedules import build_schedule
-from distill.models import load_student, load_student_tokenizer, load_teacher, load_tokenizer
+from distill.models import (
+    load_student,
+    load_student_tokenizer,
+    load_teacher,
+    load_teacher_tokenizer,
+)
 from distill.models.preflight import check_tokenizer_pair
-from distill.models.prompt_formats import apply_prompt_format
 from distill.models.sources import resolve_model_dir
 from distill.runs import adapters_dir, dataset_path, update_metrics
 from distill.training.callbacks import AdapterSaver, LossHistory
@@ -166,14 +170,9 @@ def tokenizer_preflight(cfg: DictConfig, student_tokenizer: Any) -> int:
     """The vocabulary shared by student and white-box teacher, or a TokenizerMismatch."""
     student_vocab = AutoConfig.from_pretrained(resolve_model_dir(cfg.student.path)).vocab_size
     teacher_vocab = AutoConfig.from_pretrained(resolve_model_dir(cfg.teacher.path)).vocab_size
-    # in its own format (teacher.prompt_format), so a teacher tuned on another is refused
-    teacher_tokenizer = load_tokenizer(cfg.teacher.path)
-    apply_prompt_format(
-        teacher_tokenizer, cfg.teacher.get("prompt_format"), "teacher.prompt_format"
-    )
     return check_tokenizer_pair(
         student_tokenizer,
-        teacher_tokenizer,
+        load_teacher_tokenizer(cfg.teacher, need_chat=False),  # in its own format
         student_vocab,
         teacher_vocab,
         names=(f"student {cfg.student.name}", f"teacher {cfg.teacher.name}"),
