@@ -164,3 +164,26 @@ def test_evaluation_prompts_use_the_adapters_format_token_for_token(base, tmp_pa
     # naming another format than the adapters' is refused
     with pytest.raises(ConfigError, match="not the format the adapters"):
         adapter_prompt_format(fresh, tmp_path, "codellama_instruct")
+
+
+def test_left_padded_generation_matches_one_prompt_at_a_time(model_dir, base):
+    """Chat prompts of different lengths, padded on the left with eos (no pad token): the batch
+    decodes exactly as each prompt alone, so padding never leaks into an answer."""
+    from transformers import AutoModelForCausalLM
+
+    from distill.evaluation.generation import generate
+
+    tokenizer = formatted(base, "alpaca")
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
+        for text in ("Write add.", "Write a function that returns the sum of a list of floats.")
+    ]
+    kwargs = {"max_new_tokens": 6, "add_special_tokens": False}
+    tokenizer.padding_side = "right"  # as training collates
+    batched = generate(model, tokenizer, prompts, batch_size=2, **kwargs)
+    alone = [generate(model, tokenizer, [p], batch_size=1, **kwargs)[0] for p in prompts]
+    assert batched == alone and all(s[0] for s in batched)
+    assert tokenizer.padding_side == "right"  # restored
