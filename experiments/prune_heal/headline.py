@@ -165,11 +165,8 @@ def plot(rows: list[dict[str, object]], out: Path) -> None:
             [100 * (r["pass@1"] - r["ci95_low"]) for r in mine],
             [100 * (r["ci95_high"] - r["pass@1"]) for r in mine],
         ]
-        colors = ["#555555" if r["model"] == "teacher" else "#bbbbbb" for r in mine]
-        colors = [
-            "#2a7ab0" if r["model"].startswith(("seed", "mean")) else c
-            for r, c in zip(mine, colors, strict=True)
-        ]
+        shade = {"teacher": "#555555", "student_before": "#bbbbbb"}  # trained students: blue
+        colors = [shade.get(str(r["model"]), "#2a7ab0") for r in mine]
         ax.bar(x, means, yerr=errors, color=colors, capsize=3)
         ax.set_xticks(list(x), [str(r["model"]).replace("student_", "") for r in mine], rotation=30)
         ax.set_ylabel("pass@1 (%), 95% CI over problems")
