@@ -13,6 +13,7 @@ import pytest
 from distill.models.prompt_formats import PROMPT_FORMATS
 from distill.testing import codellama_model_dir
 from tests.cli.test_cli import run
+from tests.teachers.fake_anthropic import FakeAnthropic
 
 LLAMA2 = Path(__file__).resolve().parents[3] / "shared/data/llama2_tokenizer/tokenizer.model"
 pytest.importorskip("sentencepiece", reason="building the tokenizer needs sentencepiece")
@@ -34,7 +35,7 @@ def write_dataset(path: Path) -> Path:
 
 
 def train(
-    tmp_path: Path, *overrides: str, student: str = "codellama_7b"
+    tmp_path: Path, *overrides: str, student: str = "codellama_7b", dataset: Path | None = None
 ) -> tuple[subprocess.CompletedProcess, Path]:
     """`distill train student=<student>` on the tiny stand-in, 2 steps on 8 records."""
     run_dir = tmp_path / "train"
@@ -42,7 +43,7 @@ def train(
         "train",
         f"student={student}",
         f"student.path={codellama_model_dir(LLAMA2)}",
-        f"data.dataset={write_dataset(tmp_path / 'data.jsonl')}",
+        f"data.dataset={dataset or write_dataset(tmp_path / 'data.jsonl')}",
         "data.val_fraction=0.25",
         "data.batch_size=2",
         "train.max_steps=2",
@@ -56,10 +57,28 @@ def train(
 
 @pytest.mark.slow
 def test_base_codellama_trains_in_its_format_and_evaluates_in_the_same(tmp_path, monkeypatch):
-    """`student=codellama_7b` (NF4, LoRA, bf16 compute, no chat template): `distill train` with
-    loss=ce, then `distill eval` of the adapters with chat prompts in the format they carry."""
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")  # a text-only teacher; never called
-    out, run_dir = train(tmp_path, "teacher=claude_haiku", "loss=ce")
+    """`student=codellama_7b` (NF4, LoRA, bf16 compute, no chat template): `distill generate`
+    with Claude (the official SDK against the fake API on loopback), `distill train` on its
+    answers with loss=ce, then `distill eval` of the adapters with chat prompts in their format."""
+    with FakeAnthropic() as api:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
+        args = [
+            "generate",
+            "teacher=claude_haiku",
+            "student=codellama_7b",
+            f"student.path={codellama_model_dir(LLAMA2)}",
+            "data.num_examples=8",
+            "teacher.retry.backoff_s=0.01",
+            "teacher.cache.count_tokens=false",
+            "data.export=false",
+            f"hydra.run.dir={tmp_path / 'generate'}",
+        ]
+        out = run(args, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    dataset = tmp_path / "generate/data/dataset.jsonl"
+    assert len(dataset.read_text().splitlines()) == 8
+    out, run_dir = train(tmp_path, "teacher=claude_haiku", "loss=ce", dataset=dataset)
     assert out.returncode == 0, out.stderr[-3000:]
     adapters = run_dir / "adapters"
     assert (adapters / "chat_template.jinja").read_text() == PROMPT_FORMATS["alpaca"]
