@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from distill.losses import CompositeLoss, StepOutputs
-from distill.losses.composite import LossResult
+from distill.losses.composite import LAYER_OUTPUTS, LossResult
 from distill.losses.layer_map import text_config
 from distill.training.capture import can_record, record_layers
 from distill.training.heldout import answer_token_scores
@@ -72,7 +72,9 @@ class DistillationModule(L.LightningModule):
         if "teacher_sparse" in batch and self.loss.needs_white_box:
             teacher = None  # the cache stands in for the online teacher's logits
         dense = self.loss.needs_dense_logits
-        layers = self.loss.layers_read(depth(self.student), depth(teacher) if teacher else 0)
+        layers = None
+        if self.loss.requires & LAYER_OUTPUTS:  # record only the layers the losses read
+            layers = self.loss.layers_read(depth(self.student), depth(teacher) if teacher else 0)
         return step_outputs(
             self.student, teacher, batch, self.loss.requires, dense_logits=dense, layers=layers
         )
@@ -250,17 +252,13 @@ def step_outputs(
     if teacher is not None:
         # no_grad, not inference_mode: components may save teacher tensors for their backward.
         with torch.no_grad():
-            t, hidden, attn = _forward(
-                teacher, _decoder(teacher), inputs, needs, layers, "teacher_"
+            t, out.teacher_hidden_states, out.teacher_attentions = _forward(
+                teacher, inputs, needs, layers, "teacher_"
             )
-        out.teacher_logits, out.teacher_hidden_states, out.teacher_attentions = (
-            t.logits,
-            hidden,
-            attn,
-        )
+        out.teacher_logits = t.logits
     decoder, out.student_head = split_head(student)
     s, out.student_hidden_states, out.student_attentions = _forward(
-        decoder, decoder, inputs, needs, layers, ""
+        decoder, inputs, needs, layers, "", decoder
     )
     out.student_hidden = s.last_hidden_state
     if dense_logits:
@@ -277,21 +275,25 @@ def _decoder(model: nn.Module) -> nn.Module:
 
 def _forward(
     model: nn.Module,
-    decoder: nn.Module,
     inputs: dict[str, Any],
     needs: frozenset[str],
     layers: Mapping[str, Collection[int]] | None,
     prefix: str,
+    decoder: nn.Module | None = None,
 ) -> tuple[Any, tuple | None, tuple | None]:
     """(output, hidden states, attentions) of one model: the hidden states and maps of just the
-    chosen layers when `layers` is given and the decoder supports it, else every layer's."""
+    chosen layers when `layers` is given and its decoder (`model`'s own unless given) supports
+    it, else every layer's."""
     hidden_key, attn_key = prefix + "hidden_states", prefix + "attentions"
     want_hidden, want_attn = hidden_key in needs, attn_key in needs
-    if layers is None or not (want_hidden or want_attn) or not can_record(decoder):
+    recordable = layers is not None and (want_hidden or want_attn)
+    decoder = (decoder or _decoder(model)) if recordable else None
+    if decoder is None or not can_record(decoder):
         output = model(**inputs, output_hidden_states=want_hidden, output_attentions=want_attn)
         return output, output.hidden_states, output.attentions
-    chosen = (layers.get(hidden_key, ()) if want_hidden else (), layers.get(attn_key, ()))
-    with record_layers(decoder, chosen[0], chosen[1] if want_attn else ()) as recording:
+    hidden_layers = layers.get(hidden_key, ()) if want_hidden else ()
+    attn_layers = layers.get(attn_key, ()) if want_attn else ()
+    with record_layers(decoder, hidden_layers, attn_layers) as recording:
         output = model(**inputs)
     hidden = recording.hidden_states() if want_hidden else None
     return output, hidden, recording.attentions() if want_attn else None

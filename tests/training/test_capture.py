@@ -80,3 +80,32 @@ def test_layer_losses_read_only_mapped_layers_with_unchanged_values(checkpointin
     assert len(grads) == len(full_grads) > 0
     for got, want in zip(grads, full_grads, strict=True):
         torch.testing.assert_close(got, want)
+
+
+def test_the_module_hands_the_losses_only_their_mapped_layers_and_trains():
+    from functools import partial
+
+    import lightning as L
+    from peft import LoraConfig, get_peft_model
+    from torch.utils.data import DataLoader
+
+    from distill.training.module import DistillationModule
+
+    teacher = eager(tiny_llama(num_layers=4, seed=1)).requires_grad_(False)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    student = get_peft_model(eager(tiny_llama(num_layers=2, seed=2)), lora)
+    loss = build_loss(
+        {"ce": {"weight": 1.0}, "attn_transfer": {"weight": 1.0, "layers": "last_k", "last_k": 1}}
+    )
+    module = DistillationModule(student, teacher, loss, partial(torch.optim.AdamW, lr=1e-2))
+    batch = fake_batch(tiny_tokenizer())
+    out = module.forward_outputs(batch, need_teacher=True)
+    assert [a is not None for a in out.teacher_attentions] == [False, False, False, True]
+    assert [a is not None for a in out.student_attentions] == [False, True]
+    trainer = L.Trainer(
+        fast_dev_run=True, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    loader = DataLoader([batch], batch_size=None)
+    trainer.fit(module, train_dataloaders=loader, val_dataloaders=loader)
+    assert trainer.callback_metrics["train/loss/attn_transfer"] > 0
