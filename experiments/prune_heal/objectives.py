@@ -22,6 +22,8 @@ from pathlib import Path
 import yaml
 from headline import _command, _passes, markdown, plot, provenance, rows_for
 
+from distill.evaluation.report import paired_comparison
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -54,6 +56,20 @@ def models(sweeps: list[Path]) -> list[tuple[str, dict[str, float], float | None
     return found
 
 
+def against_control(rows: list[dict], found: list) -> None:
+    """Each arm against `ce_kl` of its seed (the arms that add a term to it, and the others),
+    paired per problem: the columns `vs_ce_kl` (gained / lost) and `vs_ce_kl_p`."""
+    passes = {name: p for name, p, _, _ in found}
+    for row in rows:
+        name = str(row["model"])
+        control = "ce_kl " + name.split(" ")[-1]
+        if " s" not in name or name == control or control not in passes:
+            continue
+        paired = paired_comparison(passes[name], passes[control], (name, control))
+        row["vs_ce_kl"] = f"{paired['gained']} / {paired['lost']}"
+        row["vs_ce_kl_p"] = paired["p_value"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", type=Path, nargs="+")
@@ -61,6 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     found = models(args.sweeps)
     rows = rows_for("humaneval 0-81", found)
+    against_control(rows, found)
     stamp = provenance()
     fields = list(dict.fromkeys(k for r in rows for k in r)) + list(stamp)
     with (args.out / "objectives.csv").open("w", newline="") as f:
@@ -73,6 +90,11 @@ def main() -> None:
         for name, passes, _, _ in found:
             writer.writerows([name, task, passes[task]] for task in sorted(passes))
     text = markdown(rows)
+    versus = [r for r in rows if "vs_ce_kl" in r]
+    if versus:
+        text += "\n\n| arm | gained / lost vs ce_kl | p |\n|---|---|---|\n" + "\n".join(
+            f"| {r['model']} | {r['vs_ce_kl']} | {r['vs_ce_kl_p']:.3g} |" for r in versus
+        )
     (args.out / "objectives.md").write_text(text + "\n")
     plot(rows, args.out / "objectives.png")
     print(text)
