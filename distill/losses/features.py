@@ -124,9 +124,7 @@ class FeatureMatchLoss(DistillLoss):
         )
 
     def layers_used(self, student_depth: int, teacher_depth: int) -> tuple[set[int], set[int]]:
-        """The mapped layers: every pair, whatever part of them the curriculum uses now."""
-        pairs = self.layer_map.pairs(student_depth, teacher_depth)
-        return {s for s, _ in pairs}, {t for _, t in pairs}
+        return self.layer_map.layers(student_depth, teacher_depth)
 
     def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
         """Mean over active pairs of the token-averaged distance.

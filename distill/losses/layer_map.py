@@ -102,6 +102,11 @@ class LayerMap:
                 )
         return list(self.explicit)
 
+    def layers(self, student_depth: int, teacher_depth: int) -> tuple[set[int], set[int]]:
+        """The (student, teacher) layers of every mapped pair, whatever the curriculum uses now."""
+        pairs = self.pairs(student_depth, teacher_depth)
+        return {s for s, _ in pairs}, {t for _, t in pairs}
+
 
 def uniform_pairs(student_depth: int, teacher_depth: int) -> list[Pair]:
     """Student layer i -> teacher layer round((i + 1) * Lt / Ls) - 1, half up, at least 0."""

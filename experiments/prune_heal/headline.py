@@ -43,26 +43,44 @@ def _command(run: Path, stage: str) -> str:
     return f"distill {stage} " + " ".join(overrides)
 
 
-def humaneval_models(sweep: Path) -> list[tuple[str, dict[str, float], float | None, str]]:
-    """``(model, per-problem pass@1, held-out CE, command)`` for the teacher, the untrained
-    student and each seed's trained student of a pipeline sweep."""
-    # a job is finished once its trained student is scored (metrics.json is written earlier)
-    jobs = sorted(j for j in sweep.iterdir() if (j / "eval/student_after_results.jsonl").is_file())
+Model = tuple[str, dict[str, float], float | None, str]  # name, per-problem pass@1, CE, command
+
+
+def finished_jobs(sweeps: list[Path]) -> list[Path]:
+    """The jobs of pipeline sweeps whose trained student is scored (metrics.json comes earlier)."""
+    jobs = sorted(
+        j for s in sweeps for j in s.iterdir() if (j / "eval/student_after_results.jsonl").is_file()
+    )
     if not jobs:
-        raise SystemExit(f"{sweep}: no finished job (no */eval/student_after_results.jsonl)")
+        raise SystemExit(f"{sweeps}: no finished job (no */eval/student_after_results.jsonl)")
+    return jobs
+
+
+def pipeline_model(job: Path, scored: str, name: str) -> Model:
+    """One model a pipeline job scored: `scored` is teacher, student_before or student_after."""
+    ce = json.loads((job / "metrics.json").read_text())[f"pipeline/{scored}/ce"]
+    return name, _passes(job / f"eval/{scored}_results.jsonl"), ce, _command(job, "pipeline")
+
+
+def baseline_models(jobs: list[Path]) -> list[Model]:
+    """The teacher and the untrained student, from the job that scored them (the others read
+    them from `baselines=`)."""
     models = []
     for name in ("teacher", "student_before"):
-        job = next(j for j in jobs if (j / f"eval/{name}_results.jsonl").is_file())
-        ce = json.loads((job / "metrics.json").read_text())[f"pipeline/{name}/ce"]
-        models.append(
-            (name, _passes(job / f"eval/{name}_results.jsonl"), ce, _command(job, "pipeline"))
-        )
-    seeds = {yaml.safe_load((j / ".hydra/config.yaml").read_text())["seed"]: j for j in jobs}
-    for seed, job in sorted(seeds.items()):  # job folders sort by their overrides, not by seed
-        ce = json.loads((job / "metrics.json").read_text())["pipeline/student_after/ce"]
-        results = job / "eval/student_after_results.jsonl"
-        models.append((f"seed{seed}", _passes(results), ce, _command(job, "pipeline")))
+        job = next((j for j in jobs if (j / f"eval/{name}_results.jsonl").is_file()), None)
+        if job is None:
+            raise SystemExit(f"no finished job scored the {name} (eval/{name}_results.jsonl)")
+        models.append(pipeline_model(job, name, name))
     return models
+
+
+def humaneval_models(sweep: Path) -> list[Model]:
+    """The teacher, the untrained student and each seed's trained student of a pipeline sweep."""
+    jobs = finished_jobs([sweep])
+    seeds = {yaml.safe_load((j / ".hydra/config.yaml").read_text())["seed"]: j for j in jobs}
+    # job folders sort by their overrides, not by seed
+    trained = [pipeline_model(j, "student_after", f"seed{s}") for s, j in sorted(seeds.items())]
+    return baseline_models(jobs) + trained
 
 
 def mbpp_models(folder: Path) -> list[tuple[str, dict[str, float], float | None, str]]:
@@ -175,6 +193,21 @@ def plot(rows: list[dict[str, object]], out: Path) -> None:
     fig.savefig(out, dpi=120)
 
 
+def write_table(rows: list[dict[str, object]], out: Path, stem: str, extra: str = "") -> str:
+    """`<stem>.csv` (with commit, date and machine), `<stem>.md` (the markdown table, then
+    `extra`) and `<stem>.png` in `out`; returns the markdown."""
+    stamp = provenance()
+    fields = list(dict.fromkeys(k for r in rows for k in r)) + list(stamp)
+    with (out / f"{stem}.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({**r, **stamp} for r in rows)
+    text = markdown(rows) + extra
+    (out / f"{stem}.md").write_text(text + "\n")
+    plot(rows, out / f"{stem}.png")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--humaneval", type=Path, required=True)
@@ -184,15 +217,7 @@ def main() -> None:
     rows = rows_for("humaneval", humaneval_models(args.humaneval))
     if args.mbpp:
         rows += rows_for("mbpp", mbpp_models(args.mbpp))
-    stamp = provenance()
-    fields = list(dict.fromkeys(k for r in rows for k in r)) + list(stamp)
-    with (args.out / "headline.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows({**r, **stamp} for r in rows)
-    text = markdown(rows)
-    (args.out / "headline.md").write_text(text + "\n")
-    plot(rows, args.out / "headline.png")
+    text = write_table(rows, args.out, "headline")
     print(text)
 
 

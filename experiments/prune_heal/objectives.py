@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import yaml
-from headline import _command, _passes, markdown, plot, provenance, rows_for
+from headline import (
+    Model,
+    baseline_models,
+    finished_jobs,
+    pipeline_model,
+    rows_for,
+    write_table,
+)
 
 from distill.evaluation.report import paired_comparison
 
@@ -32,28 +38,15 @@ def overrides(job: Path) -> dict[str, str]:
     return dict(p.split("=", 1) for p in pairs)
 
 
-def models(sweeps: list[Path]) -> list[tuple[str, dict[str, float], float | None, str]]:
-    """(model, per-problem pass@1, held-out CE, command): teacher, untrained student, each arm."""
-    jobs = sorted(
-        j for s in sweeps for j in s.iterdir() if (j / "eval/student_after_results.jsonl").is_file()
-    )
-    if not jobs:
-        raise SystemExit(f"{sweeps}: no finished job (no */eval/student_after_results.jsonl)")
-    found = []
-    for name in ("teacher", "student_before"):
-        job = next((j for j in jobs if (j / f"eval/{name}_results.jsonl").is_file()), None)
-        if job is None:
-            raise SystemExit(f"no job of {sweeps} scored the {name} (eval/{name}_results.jsonl)")
-        ce = json.loads((job / "metrics.json").read_text())[f"pipeline/{name}/ce"]
-        found.append(
-            (name, _passes(job / f"eval/{name}_results.jsonl"), ce, _command(job, "pipeline"))
-        )
+def models(sweeps: list[Path]) -> list[Model]:
+    """The teacher, the untrained student and each arm, named `<loss> s<seed>`."""
+    jobs = finished_jobs(sweeps)
+    trained = []
     for job in jobs:
-        arm = f"{overrides(job)['loss']} s{overrides(job).get('seed', '0')}"
-        ce = json.loads((job / "metrics.json").read_text())["pipeline/student_after/ce"]
-        results = job / "eval/student_after_results.jsonl"
-        found.append((arm, _passes(results), ce, _command(job, "pipeline")))
-    return found
+        chosen = overrides(job)
+        name = f"{chosen['loss']} s{chosen.get('seed', '0')}"
+        trained.append(pipeline_model(job, "student_after", name))
+    return baseline_models(jobs) + trained
 
 
 def against_control(rows: list[dict], found: list) -> None:
@@ -78,25 +71,18 @@ def main() -> None:
     found = models(args.sweeps)
     rows = rows_for("humaneval 0-81", found)
     against_control(rows, found)
-    stamp = provenance()
-    fields = list(dict.fromkeys(k for r in rows for k in r)) + list(stamp)
-    with (args.out / "objectives.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows({**r, **stamp} for r in rows)
     with (args.out / "objectives_per_problem.csv").open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["model", "task_id", "pass"])
         for name, passes, _, _ in found:
             writer.writerows([name, task, passes[task]] for task in sorted(passes))
-    text = markdown(rows)
     versus = [r for r in rows if "vs_ce_kl" in r]
+    extra = ""
     if versus:
-        text += "\n\n| arm | gained / lost vs ce_kl | p |\n|---|---|---|\n" + "\n".join(
+        extra = "\n\n| arm | gained / lost vs ce_kl | p |\n|---|---|---|\n" + "\n".join(
             f"| {r['model']} | {r['vs_ce_kl']} | {r['vs_ce_kl_p']:.3g} |" for r in versus
         )
-    (args.out / "objectives.md").write_text(text + "\n")
-    plot(rows, args.out / "objectives.png")
+    text = write_table(rows, args.out, "objectives", extra)
     print(text)
 
 
