@@ -38,9 +38,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
+## ruff, and import-linter's contracts (pyproject.toml): the layers point one way, no cycles.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check distill tests
 	$(VENV)/bin/ruff format --check distill tests
+	$(VENV)/bin/lint-imports
 
 clean-venv:
 	rm -rf $(VENV)

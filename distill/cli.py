@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from distill import tracking
-from distill.config import UserError, register_configs, validate
-from distill.runs import read_status, write_status
+from distill.config import RunConfig, validate
+from distill.errors import UserError
+from distill.runs import job_name, read_status, write_status
 
 log = logging.getLogger("distill")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -37,6 +39,28 @@ USAGE = (
     + "".join(f"  {name:<14} {text}\n" for name, text in COMMANDS.items())
     + "\n`distill <command> --help` shows that command's config groups and options.\n"
 )
+
+
+def register_resolvers() -> None:
+    """The OmegaConf resolvers conf/ uses: `${job_name:...}` names a sweep's job folders,
+    `${wandb_offline:}`, `${run_group:}`, `${run_name:}` and `${run_tags:}` fill the W&B logger.
+
+    Called when this module is imported, so a launcher's worker process (submitit, joblib), which
+    imports the task function's module, resolves them too.
+    """
+    for name, resolver in {"job_name": job_name, **tracking.RESOLVERS}.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
+
+
+def register_hydra() -> None:
+    """Everything a composed config needs: the resolvers, and the schema in Hydra's ConfigStore
+    as `base_run`, the first entry of every primary config's defaults."""
+    ConfigStore.instance().store(name="base_run", node=RunConfig)
+    register_resolvers()
+
+
+register_resolvers()
 
 
 def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
@@ -176,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if command == "eval":  # `distill eval samples=FILE` is short for eval.samples=FILE
         rest = [f"eval.{a}" if a.startswith("samples=") else a for a in rest]
-    register_configs()
+    register_hydra()
     # Lightning starts the other DDP ranks by re-running sys.argv (program path kept as it is),
     # which Hydra sees without the command: they find it in the environment.
     os.environ[COMMAND_ENV] = command

@@ -1,4 +1,4 @@
-"""Structured-config schemas (registered in Hydra's ConfigStore) and `validate`.
+"""Structured-config schemas (`distill.cli` registers them in Hydra's ConfigStore) and `validate`.
 
 Each dataclass is the schema of one config group; YAML files in `conf/<group>/` are merged over
 it at compose time, so a wrong type fails there. Range checks live in `__post_init__` and name the
@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from distill.errors import ConfigError
 
 TEACHER_KINDS = ("hf", "claude")
 QUANTIZATIONS = ("nf4", "fp4")
@@ -27,19 +28,6 @@ EVAL_BENCHMARKS = ("humaneval", "mbpp", "mbpp_sanitized")
 EVAL_BACKENDS = ("hf", "vllm")
 CACHE_KINDS = ("topk", "sampled")
 CACHE_DTYPES = ("float16", "float32")
-
-
-class UserError(Exception):
-    """A problem the user fixes (config, data, missing package): reported without a traceback."""
-
-
-class ConfigError(UserError, ValueError):
-    """Every problem found in a config, reported together."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{len(problems)} problem(s) in the config:\n{lines}")
 
 
 class _Checks:
@@ -671,15 +659,6 @@ VALUE_GROUPS = (
     "eval",
     "teacher_cache",
 )
-
-
-def register_configs() -> None:
-    """Register the schema as `base_run`, the first entry of every primary config's defaults,
-    and the OmegaConf resolvers that conf/ uses (job names, W&B mode, group and tags)."""
-    import distill.runs  # noqa: F401  (registers ${job_name:...})
-    import distill.tracking  # noqa: F401  (registers ${wandb_offline:} and friends)
-
-    ConfigStore.instance().store(name="base_run", node=RunConfig)
 
 
 Check = Callable[[DictConfig], Iterable[str]]

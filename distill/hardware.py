@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from distill.config import UserError
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 

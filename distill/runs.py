@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from distill.redaction import scrub_text
 
 log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
@@ -61,26 +63,12 @@ def job_name(num: Any, overrides: str = "") -> str:
     `job_name(3, "loss=kl,train.max_steps=8")` is `3_loss=kl,train.max_steps=8`; characters
     outside [A-Za-z0-9._=,+-] become `_`, and a long name keeps its head and a hash of the rest.
     """
-    from distill.tracking import scrub_text  # a key typed into an override names no folder
-
+    # a key typed into an override names no folder
     clean = JOB_NAME_CHARS.sub("_", scrub_text(str(overrides or "")))
     if len(clean) > MAX_JOB_NAME:
         digest = hashlib.sha1(clean.encode()).hexdigest()[:8]
         clean = f"{clean[: MAX_JOB_NAME - 9]}~{digest}"
     return f"{num}_{clean}" if clean else str(num)
-
-
-def register_resolvers() -> None:
-    """`${job_name:${hydra.job.num},${hydra.job.override_dirname}}` for `hydra.sweep.subdir`.
-
-    Registered when this module is imported, so a launcher's worker process (submitit, joblib),
-    which imports the task function's module, resolves it too.
-    """
-    if not OmegaConf.has_resolver("job_name"):
-        OmegaConf.register_new_resolver("job_name", job_name)
-
-
-register_resolvers()
 
 
 def write_status(run_dir: Path, status: str, **fields: Any) -> None:

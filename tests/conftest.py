@@ -22,7 +22,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
-from distill.config import register_configs  # noqa: E402
+from distill.cli import register_hydra  # noqa: E402
 from distill.testing import fake_batch, tiny_pair  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -39,7 +39,7 @@ def _seed_and_dtype():
 
 def compose_config(stage: str = "pipeline", overrides: list[str] | None = None) -> DictConfig:
     """Compose `conf/<stage>.yaml` with overrides through Hydra's compose API."""
-    register_configs()
+    register_hydra()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name=stage, overrides=overrides or [])
 

@@ -9,7 +9,8 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from distill.checks import stage_checks
-from distill.config import ConfigError, validate
+from distill.config import validate
+from distill.errors import ConfigError
 from tests.conftest import CONF_DIR, compose_config
 
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())

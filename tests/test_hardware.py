@@ -6,7 +6,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from distill.config import UserError
+from distill.errors import UserError
 from distill.hardware import inference_device
 from tests.conftest import compose_config
 

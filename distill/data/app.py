@@ -8,10 +8,10 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.config import UserError
 from distill.data.generation import generate_dataset
 from distill.data.store import DatasetStore
 from distill.data.templates import instructions_from_config
+from distill.errors import UserError
 from distill.runs import dataset_path, update_metrics
 from distill.teachers import build_teacher
 

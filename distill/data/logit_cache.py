@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
-from distill.config import UserError
+from distill.errors import UserError
 from distill.losses.base import IGNORE_INDEX, SparseTargets
 
 FORMAT_VERSION = 1

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from distill.config import UserError
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 REQUIRED_FIELDS = ("id", "messages", "response")

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from distill.config import UserError
+from distill.errors import UserError
 
 METRICS_FILE = "metrics.json"
 PASS_AT_K = re.compile(r"^eval/[^/]+/(strict/)?pass@\d+$")

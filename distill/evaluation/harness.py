@@ -9,7 +9,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from distill.config import EvalConfig, UserError
+from distill.config import EvalConfig
+from distill.errors import UserError
 from distill.evaluation.benchmarks import Problem, load_problems
 from distill.evaluation.generation import Sampling, iter_generate
 from distill.evaluation.prompts import (

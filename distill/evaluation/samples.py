@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.config import UserError
+from distill.errors import UserError
 
 logger = logging.getLogger(__name__)
 

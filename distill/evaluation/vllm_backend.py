@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from distill.config import ConfigError
+from distill.errors import ConfigError
 
 if TYPE_CHECKING:  # generation imports torch; the config check imports this module
     from distill.evaluation.generation import Sampling

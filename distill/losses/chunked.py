@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from distill.losses.base import StepOutputs, kl_per_token, loss_tokens
-from distill.losses.token import SparseRows, TokenChunk, TokenLoss, teacher_token_weights
+from distill.losses.rows import SparseRows, TokenChunk, teacher_token_weights
+
+if TYPE_CHECKING:  # the token losses call this pass; it only reads their attributes
+    from distill.losses.token import TokenLoss
 
 # Elements of one chunk's fp32 logits: 2**21 is 8 MiB, about 64 rows of a 32k vocabulary.
 CHUNK_ELEMENTS = 2**21
@@ -364,38 +367,3 @@ def check_sparse_parts(job: _Job) -> None:
                 f"captured at temperature {job.sparse.temperature}; set the same temperature or "
                 "rebuild the cache with `distill teacher-cache teacher_cache.temperature=...`"
             )
-
-
-def chunked_kl(
-    hidden: Tensor,
-    weight: Tensor,
-    teacher_logits: Tensor,
-    temperature: float = 1.0,
-    chunk_size: int | None = None,
-) -> Tensor:
-    """Mean KL(teacher || student) * T^2 over N rows, the student's logits made chunk by chunk.
-
-    Args:
-        hidden: (N, H) student hidden states.
-        weight: (V, H) the student's lm_head weight (trainable or frozen).
-        teacher_logits: (N, V) teacher logits.
-        temperature: the distillation temperature.
-        chunk_size: rows per chunk (default: about 8 MiB of fp32 logits).
-    """
-    from distill.losses.kl import ForwardKLLoss
-
-    n, vocab = hidden.shape[0], min(weight.shape[0], teacher_logits.shape[1])
-    job = _Job(
-        parts={"kl": (ForwardKLLoss(temperature), 1.0)},
-        labels=torch.zeros(n, dtype=torch.long),
-        teacher=teacher_logits,
-        rows=torch.arange(n),
-        sparse=None,
-        code=None,
-        normalizer=float(max(n, 1)),
-        chunk_size=chunk_size or default_chunk_size(vocab, weight.requires_grad),
-        vocab=vocab,
-        diagnostics=False,
-        first_row=0,
-    )
-    return _FusedTokenLoss.apply(hidden, weight, None, job)

@@ -18,8 +18,9 @@ from torch import Tensor, nn
 
 from distill.losses.base import LOSSES, TEACHER_OUTPUTS, DistillLoss, StepOutputs
 from distill.losses.chunked import fused_token_losses
+from distill.losses.rows import TOKEN_WEIGHTINGS
 from distill.losses.schedules import Schedule, build_schedule, check_schedule
-from distill.losses.token import TOKEN_WEIGHTINGS, TokenLoss
+from distill.losses.token import TokenLoss
 
 LAYER_OUTPUTS = frozenset(
     {"hidden_states", "attentions", "teacher_hidden_states", "teacher_attentions"}

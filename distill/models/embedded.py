@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from distill.config import UserError
-from distill.models.sources import build_once
+from distill.errors import UserError
+from distill.models.cache import build_once
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from distill.config import ConfigError
+from distill.errors import ConfigError
+from distill.models.cache import build_once, cache_key
 from distill.models.prompt_formats import apply_prompt_format, require_chat_format
-from distill.models.sources import build_once, cache_key, resolve_model_dir
+from distill.models.sources import resolve_model_dir
 
 log = logging.getLogger(__name__)
 # Non-reentrant checkpointing: the form PyTorch recommends, and it works with frozen inputs.

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from distill.config import UserError
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 SPECIAL = ("bos", "eos", "pad", "unk")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
 
-from distill.config import ConfigError
+from distill.errors import ConfigError
 
 ALPACA_SYSTEM = (
     "Below is an instruction that describes a task. "

@@ -1,5 +1,34 @@
-"""Teachers: who answers the instructions (text) and, when white-box, gives logits."""
+"""Teachers: who answers the instructions (text) and, when white-box, gives logits.
 
-from distill.teachers.base import Answer, Failure, Journal, Request, Teacher, build_teacher
+Every non-underscore module in this package is imported here, so a new file with a
+`@register_teacher("kind")` class is found with no other change.
+"""
 
-__all__ = ["Answer", "Failure", "Journal", "Request", "Teacher", "build_teacher"]
+import importlib
+import pkgutil
+
+from distill.teachers.base import (
+    TEACHERS,
+    Answer,
+    Failure,
+    Journal,
+    Request,
+    Teacher,
+    build_teacher,
+    register_teacher,
+)
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+__all__ = [
+    "TEACHERS",
+    "Answer",
+    "Failure",
+    "Journal",
+    "Request",
+    "Teacher",
+    "build_teacher",
+    "register_teacher",
+]

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from omegaconf import DictConfig
 
+from distill.registry import Registry
+
 Messages = list[dict[str, str]]
 
 
@@ -83,6 +85,11 @@ class Teacher(Protocol):
     white_box: bool
     max_tokens: int  # per answer unless a request says otherwise
 
+    @classmethod
+    def from_config(cls, cfg: DictConfig, hardware: DictConfig | None = None) -> Teacher:
+        """Build from the `teacher` config group; `hardware` places a local model."""
+        ...
+
     def settings(self, max_tokens: int | None = None) -> dict[str, Any]:
         """Everything that changes an answer besides the prompt (part of each record's id), for
         a request capped at `max_tokens` (None: the teacher's default)."""
@@ -93,14 +100,13 @@ class Teacher(Protocol):
         ...
 
 
+# `teacher.kind` names the registered class; installed packages add teachers through the
+# `distill.teachers` entry-point group.
+TEACHERS: Registry[Teacher] = Registry("teacher", "distill.teachers")
+register_teacher = TEACHERS.register
+
+
 def build_teacher(cfg: DictConfig, hardware: DictConfig | None = None) -> Teacher:
-    """The text teacher for the `teacher` config group; a local (hf) one runs where `hardware`
-    says (the CPU without it)."""
-    if cfg.kind == "hf":
-        from distill.hardware import inference_device
-        from distill.teachers.hf import HFTeacher
-
-        return HFTeacher.from_config(cfg, "cpu" if hardware is None else inference_device(hardware))
-    from distill.teachers.claude import ClaudeTeacher
-
-    return ClaudeTeacher.from_config(cfg)
+    """The teacher registered under `teacher.kind`, built from its config group; a local one
+    runs where `hardware` says (the CPU without it)."""
+    return TEACHERS.get(cfg.kind).from_config(cfg, hardware)

@@ -21,8 +21,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from distill.config import TeacherConfig, UserError
-from distill.teachers.base import Answer, Failure, Journal, Request
+from distill.config import TeacherConfig
+from distill.errors import UserError
+from distill.teachers.base import Answer, Failure, Journal, Request, register_teacher
 from distill.teachers.claude_common import RunContext, estimate_tokens, request_params
 from distill.teachers.pricing import Budget, Prices
 from distill.teachers.ratelimit import RateLimiter
@@ -31,6 +32,7 @@ from distill.teachers.retry import classify
 log = logging.getLogger(__name__)
 
 
+@register_teacher("claude")
 class ClaudeTeacher:
     """Answers prompts with a Claude model.
 
@@ -56,7 +58,10 @@ class ClaudeTeacher:
         self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
 
     @classmethod
-    def from_config(cls, cfg: DictConfig | TeacherConfig) -> ClaudeTeacher:
+    def from_config(
+        cls, cfg: DictConfig | TeacherConfig, hardware: DictConfig | None = None
+    ) -> ClaudeTeacher:
+        """`hardware` is not used: Claude runs at Anthropic."""
         config = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg
         api_key = os.environ.get(config.api_key_env)
         if not api_key:

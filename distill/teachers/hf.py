@@ -10,11 +10,13 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from distill.teachers.base import Answer, Journal, Request
+from distill.hardware import inference_device
+from distill.teachers.base import Answer, Journal, Request, register_teacher
 
 log = logging.getLogger(__name__)
 
 
+@register_teacher("hf")
 class HFTeacher:
     """Answers chat prompts with greedy decoding, longest prompts batched together.
 
@@ -41,9 +43,10 @@ class HFTeacher:
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, device: torch.device | str = "cpu") -> HFTeacher:
+    def from_config(cls, cfg: DictConfig, hardware: DictConfig | None = None) -> HFTeacher:
         from distill.models import load_teacher, load_teacher_tokenizer
 
+        device = "cpu" if hardware is None else inference_device(hardware)
         tokenizer = load_teacher_tokenizer(cfg)  # a format problem surfaces before any weights
         return cls(
             lambda: (load_teacher(cfg, device=device), tokenizer),

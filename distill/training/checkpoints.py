@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from distill.config import UserError
+from distill.errors import UserError
 
 log = logging.getLogger(__name__)
 CHECKPOINT_DIR = "checkpoints"

@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from distill import tracking
+from distill.redaction import scrub
 from distill.runs import job_name, summarize_sweep, write_status
 from distill.testing import tiny_model_dir
 from tests.training.test_resume import write_tiny_dataset
@@ -52,7 +52,7 @@ def test_secrets_are_masked_by_env_value_key_name_and_shape(monkeypatch):
         "wandb": {"api_key": "abc", "note": "tok-123456789 and 12345678"},
         "runs": [{"token": "x"}, "plain"],
     }
-    assert tracking.scrub(config) == {
+    assert scrub(config) == {
         "teacher": {"api_key_env": "ANTHROPIC_API_KEY", "system_prompt": "use ***"},
         "wandb": {"api_key": "***", "note": "*** and 12345678"},
         "runs": [{"token": "***"}, "plain"],

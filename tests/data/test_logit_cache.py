@@ -16,8 +16,7 @@ import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM
 
-from distill.cli import CONF_DIR
-from distill.config import register_configs
+from distill.cli import CONF_DIR, register_hydra
 from distill.data.cache_app import run_teacher_cache
 from distill.data.cache_builder import CaptureSettings, build_cache, padded, sparsify
 from distill.data.datamodule import IGNORE_INDEX, encode
@@ -233,7 +232,7 @@ def test_a_grown_dataset_computes_only_the_new_shards(tmp_path, examples, tokeni
 
 
 def compose_config(stage: str, overrides: list[str]):
-    register_configs()
+    register_hydra()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name=stage, overrides=overrides)
 

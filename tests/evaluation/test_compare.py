@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from distill.config import UserError
+from distill.errors import UserError
 from distill.evaluation.compare import (
     compare,
     job_names,

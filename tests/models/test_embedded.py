@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from distill.checks import stage_checks
-from distill.config import ConfigError, validate
+from distill.config import validate
+from distill.errors import ConfigError
 from distill.models import embedded
 from distill.models.embedded import EmbeddedModel, EmbeddedModelCorrupt, EmbeddedModelMissing
 from tests.conftest import compose_config

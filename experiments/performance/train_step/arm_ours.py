@@ -23,9 +23,9 @@ def compose_cfg(overrides: list[str], stage: str = "train"):
     """`conf/<stage>.yaml` composed with `overrides`, as `distill <stage> ...` would."""
     from hydra import compose, initialize_config_dir
 
-    from distill.config import register_configs
+    from distill.cli import register_hydra
 
-    register_configs()
+    register_hydra()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name=stage, overrides=overrides)
 
