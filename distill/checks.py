@@ -6,14 +6,41 @@ import inspect
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+
+
+def check_teacher(cfg: DictConfig) -> Iterable[str]:
+    """The teacher is registered, its config was composed over its own schema, and what it needs
+    from the environment (an API key) is there."""
+    from distill.teachers import TEACHERS
+
+    kind = cfg.teacher.get("kind")
+    if kind not in TEACHERS.names():
+        return [f"teacher.kind={kind}: {TEACHERS.miss_message(str(kind))}"]
+    teacher = TEACHERS.get(kind)
+    schema = OmegaConf.get_type(cfg.teacher)
+    if schema is not teacher.Config:
+        return [
+            f"teacher.kind={kind} but the teacher's config was not composed over its schema "
+            f"({teacher.Config.__name__}): a file in conf/teacher/ starts with "
+            f"`defaults: [schema/{kind}@_here_, _self_]`; choose such a file (teacher=<file>) "
+            "instead of overriding teacher.kind"
+        ]
+    return list(teacher.problems(cfg))
+
+
+def white_box(cfg: DictConfig) -> bool:
+    """The teacher gives logits (False for an unregistered kind: check_teacher reports it)."""
+    from distill.teachers import TEACHERS, gives_logits
+
+    return cfg.teacher.get("kind") in TEACHERS.names() and gives_logits(cfg.teacher)
 
 
 def check_embedded(cfg: DictConfig) -> Iterable[str]:
     """Every `embedded:<name>` model of the run is known and its packages are installed."""
     from distill.models.embedded import EMBEDDED_MODELS, install_command, missing_packages
 
-    paths = {"teacher.path": cfg.teacher.path} if cfg.teacher.kind == "hf" else {}
+    paths = {"teacher.path": cfg.teacher.path} if cfg.teacher.get("path") else {}
     paths["student.path"] = cfg.student.path
     keys_of: dict[str, list[str]] = {}  # one report per model, naming every key that uses it
     for key, path in paths.items():
@@ -33,9 +60,10 @@ def check_embedded(cfg: DictConfig) -> Iterable[str]:
 def check_prompt_format(cfg: DictConfig) -> Iterable[str]:
     from distill.models.prompt_formats import check_prompt_format as problem_of
 
-    problems = [problem_of(cfg.student.get("prompt_format"))]
-    if cfg.teacher.get("kind") == "hf":
-        problems.append(problem_of(cfg.teacher.get("prompt_format"), "teacher.prompt_format"))
+    problems = [
+        problem_of(cfg.student.get("prompt_format")),
+        problem_of(cfg.teacher.get("prompt_format"), "teacher.prompt_format"),
+    ]
     return [p for p in problems if p]
 
 
@@ -74,10 +102,10 @@ def check_losses(cfg: DictConfig) -> Iterable[str]:
         load_plugins(list(cfg.plugins))
     except ImportError as err:
         return [str(err)]
-    white_box = cfg.teacher.kind == "hf"
+    logits = white_box(cfg)
     return [
-        *check_loss_config(cfg.loss.components, teacher_white_box=white_box),
-        *check_on_policy(cfg.train.on_policy, white_box),
+        *check_loss_config(cfg.loss.components, teacher_white_box=logits),
+        *check_on_policy(cfg.train.on_policy, logits),
         *check_teacher_cache_use(cfg),
     ]
 
@@ -172,10 +200,10 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
 
 
 def check_cache_teacher(cfg: DictConfig) -> Iterable[str]:
-    if cfg.teacher.kind != "hf":
+    if not white_box(cfg):
         return [
             f"teacher={cfg.teacher.name} gives no logits: `distill teacher-cache` needs a "
-            "white-box teacher (teacher.kind=hf), e.g. teacher=embedded_smollm2_135m or "
+            "white-box teacher, e.g. teacher=embedded_smollm2_135m or "
             "teacher=hf teacher.path=<folder>"
         ]
     return []
@@ -191,4 +219,4 @@ STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
 
 
 def stage_checks(stage: str) -> tuple[Callable[[DictConfig], Iterable[str]], ...]:
-    return (check_embedded, check_prompt_format, *STAGE_CHECKS.get(stage, ()))
+    return (check_teacher, check_embedded, check_prompt_format, *STAGE_CHECKS.get(stage, ()))

@@ -54,9 +54,15 @@ def register_resolvers() -> None:
 
 
 def register_hydra() -> None:
-    """Everything a composed config needs: the resolvers, and the schema in Hydra's ConfigStore
-    as `base_run`, the first entry of every primary config's defaults."""
-    ConfigStore.instance().store(name="base_run", node=RunConfig)
+    """Everything a composed config needs: the resolvers, and in Hydra's ConfigStore the run's
+    schema as `base_run` (the first entry of every primary config's defaults) and each registered
+    teacher's schema as `teacher/schema/<kind>` (the first entry of its YAML files' defaults)."""
+    from distill.teachers import TEACHERS
+
+    store = ConfigStore.instance()
+    store.store(name="base_run", node=RunConfig)
+    for kind in TEACHERS.names():
+        store.store(group="teacher/schema", name=kind, node=TEACHERS.get(kind).Config)
     register_resolvers()
 
 

@@ -8,7 +8,6 @@ raises once.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,9 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from distill.errors import ConfigError
 
-TEACHER_KINDS = ("hf", "claude")
 QUANTIZATIONS = ("nf4", "fp4")
-TEACHER_QUANTIZATIONS = (*QUANTIZATIONS, "int8")
 DTYPES = ("float32", "bfloat16", "float16")
 PROMPT_FORMATS = ("chat", "completion")
 EVAL_BENCHMARKS = ("humaneval", "mbpp", "mbpp_sanitized")
@@ -30,7 +27,7 @@ CACHE_KINDS = ("topk", "sampled")
 CACHE_DTYPES = ("float16", "float32")
 
 
-class _Checks:
+class Checks:
     """Collects a dataclass's failed range checks so that one ValueError names them all."""
 
     def __init__(self) -> None:
@@ -46,181 +43,23 @@ class _Checks:
 
 
 @dataclass
-class ModelCard:
-    """One Claude model in the catalog: USD per million tokens, accepted sampling parameters and
-    the minimum cacheable prefix. Prices are config (`conf/teacher/catalog/`), never code."""
-
-    input: float = MISSING
-    output: float = MISSING
-    cache_write_5m: float = MISSING
-    cache_write_1h: float = MISSING
-    cache_read: float = MISSING
-    batch_discount: float = 0.5  # Message Batches bill this fraction of every price
-    min_cache_tokens: int = 1024  # a shorter prefix is silently not cached
-    sampling: list[str] = field(default_factory=list)  # parameters the model accepts
-    sampling_exclusive: list[str] = field(default_factory=list)  # at most one of these at once
-
-
-@dataclass
-class CatalogConfig:
-    """A versioned price and capability table, one `ModelCard` per API model id."""
-
-    version: str = "none"
-    models: dict[str, ModelCard] = field(default_factory=dict)
-
-
-@dataclass
-class RateLimitConfig:
-    """Client-side limits per minute; `follow_headers` adopts the `anthropic-ratelimit-*-limit`
-    response headers (up or down), else headers can only lower them."""
-
-    requests_per_minute: float = 50
-    input_tokens_per_minute: float = 50_000
-    output_tokens_per_minute: float = 10_000
-    burst_s: float = 2.0  # bucket size in seconds of the rate: how much may go out at once
-    follow_headers: bool = True
-
-
-@dataclass
-class RetryConfig:
-    """Bounded retries: exponential backoff with full jitter; 529 overloaded backs off longer."""
-
-    max_attempts: int = 8
-    backoff_s: float = 1.0
-    max_backoff_s: float = 60.0
-    overloaded_backoff_s: float = 30.0
-    max_overloaded_backoff_s: float = 600.0  # overloaded windows can last minutes
-
-
-@dataclass
-class PromptCacheConfig:
-    """`cache_control` on the shared system prompt and few-shot prefix."""
-
-    enabled: bool = True
-    ttl: str = "5m"
-    count_tokens: bool = True  # measure the prefix once (count_tokens endpoint) for the warning
-
-
-@dataclass
-class BatchConfig:
-    """Message Batches mode (`teacher.mode=batch`)."""
-
-    chunk_size: int = 1000
-    poll_interval_s: float = 30.0
-
-
-@dataclass
 class TeacherConfig:
-    """Who writes the training data and, when white-box, gives logits.
+    """What every teacher's config holds; each registered teacher extends it with its own fields
+    (`distill.teachers`: `hf` and `claude`), and its YAML files in conf/teacher/ start from that
+    schema (`defaults: [schema/<kind>@_here_, _self_]`).
 
-    `path` is a local folder, a Hugging Face hub id, `embedded:<name>` (the offline default) or
-    `tiny:<role>` (a tiny random model for tests). The fields after `max_concurrency` concern
-    Claude only.
+    `kind` names the registered teacher; `name` is recorded as the `teacher` of every record.
     """
 
-    kind: str = "hf"
+    kind: str = MISSING
     name: str = MISSING
-    path: str | None = MISSING
-    model: str | None = None
     max_new_tokens: int = 384
-    batch_size: int = 8
-    dtype: str = "float32"
-    # A white-box teacher in 4-bit (nf4, fp4) or 8-bit (int8) through bitsandbytes: a 34B teacher
-    # beside the 7B student on one 80 GB GPU. null: `dtype` as stored.
-    quantization: str | None = None
-    # How the teacher renders the prompts it answers (generate): as `student.prompt_format`.
-    prompt_format: str | None = None
     system_prompt: str | None = None
-    api_key_env: str = "ANTHROPIC_API_KEY"
-    max_concurrency: int = 8
-    base_url: str | None = None  # null: $ANTHROPIC_BASE_URL, else the SDK's default
-    mode: str = "messages"  # or "batch": Message Batches, half price, answers within 24 h
-    timeout_s: float = 600.0
-    stream_min_tokens: int = 2048  # requests allowed this many output tokens stream
-    budget_usd: float | None = None  # a hard cap on spend, worst case reserved before sending
-    sampling: dict[str, float] = field(default_factory=dict)  # only what the model accepts
-    few_shot: list[dict[str, str]] = field(default_factory=list)  # {role, content} turns
-    rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
-    retry: RetryConfig = field(default_factory=RetryConfig)
-    cache: PromptCacheConfig = field(default_factory=PromptCacheConfig)
-    batch: BatchConfig = field(default_factory=BatchConfig)
-    catalog: CatalogConfig = field(default_factory=CatalogConfig)
 
     def __post_init__(self) -> None:
-        check = _Checks()
-        check.require(
-            self.kind in TEACHER_KINDS, f"teacher.kind={self.kind!r}: use one of {TEACHER_KINDS}"
-        )
-        check.require(self.max_concurrency > 0, "teacher.max_concurrency must be > 0")
-        roles = [m.get("role") for m in self.few_shot]
-        check.require(
-            roles == ["user", "assistant"] * (len(roles) // 2),
-            "teacher.few_shot: give user/assistant turns in pairs, each {role: ..., content: ...}",
-        )
+        check = Checks()
         check.require(self.max_new_tokens > 0, "teacher.max_new_tokens must be > 0")
-        check.require(self.batch_size > 0, "teacher.batch_size must be > 0")
-        check.require(self.dtype in DTYPES, f"teacher.dtype={self.dtype!r}: use one of {DTYPES}")
-        check.require(
-            self.quantization is None or self.quantization in TEACHER_QUANTIZATIONS,
-            f"teacher.quantization={self.quantization!r}: use one of {TEACHER_QUANTIZATIONS} "
-            "or null",
-        )
-        if self.kind == "hf":
-            check.require(
-                bool(self.path), "teacher.path is empty: set teacher.path=<folder or hub id>"
-            )
-        else:
-            check.require(
-                bool(self.model), "teacher.model is empty: set teacher.model=<Claude model id>"
-            )
-            if self.model:
-                check.problems += claude_problems(self)
         check.done()
-
-
-CLAUDE_MODES = ("messages", "batch")
-CACHE_TTLS = ("5m", "1h")
-
-
-def claude_problems(t: TeacherConfig) -> list[str]:
-    """The Claude settings' problems: mode, limits, budget and the model's catalog entry."""
-    check = _Checks()
-    check.require(t.mode in CLAUDE_MODES, f"teacher.mode={t.mode!r}: use one of {CLAUDE_MODES}")
-    check.require(t.cache.ttl in CACHE_TTLS, f"teacher.cache.ttl={t.cache.ttl!r}: use 5m or 1h")
-    check.require(
-        t.budget_usd is None or t.budget_usd > 0,
-        f"teacher.budget_usd={t.budget_usd}: give a positive cap in USD, or null for none",
-    )
-    check.require(t.timeout_s > 0, f"teacher.timeout_s={t.timeout_s}: must be > 0")
-    for key in ("requests_per_minute", "input_tokens_per_minute", "output_tokens_per_minute"):
-        value = getattr(t.rate_limits, key)
-        check.require(value > 0, f"teacher.rate_limits.{key}={value}: must be > 0")
-    check.require(t.retry.max_attempts >= 1, "teacher.retry.max_attempts must be >= 1")
-    check.require(
-        1 <= t.batch.chunk_size <= 100_000,
-        f"teacher.batch.chunk_size={t.batch.chunk_size}: use 1..100000 (the API's batch limit)",
-    )
-    card = t.catalog.models.get(t.model)
-    if card is None:
-        known = ", ".join(sorted(t.catalog.models)) or "none"
-        check.problems.append(
-            f"teacher.model={t.model} has no entry in the price table teacher.catalog (version "
-            f"{t.catalog.version}; models: {known}): pick one of those or add "
-            f"teacher.catalog.models.{t.model} with its prices"
-        )
-        return check.problems
-    for name in t.sampling:
-        check.require(
-            name in card.sampling,
-            f"teacher.sampling.{name}: {t.model} does not accept {name} (it accepts: "
-            f"{', '.join(card.sampling) or 'no sampling parameters'}); remove it, diversity "
-            "comes from the prompts",
-        )
-    both = [n for n in card.sampling_exclusive if n in t.sampling]
-    check.require(
-        len(both) <= 1, f"teacher.sampling: {t.model} takes only one of {both}; remove one"
-    )
-    return check.problems
 
 
 @dataclass
@@ -241,7 +80,7 @@ class LoraSettings:
     )
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(self.r > 0, f"student.lora.r={self.r}: must be > 0")
         check.require(0.0 <= self.dropout < 1.0, f"student.lora.dropout={self.dropout}: use [0, 1)")
         check.require(bool(self.target_modules), "student.lora.target_modules is empty")
@@ -271,7 +110,7 @@ class StudentConfig:
     prompt_format: str | None = None
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         if self.quantization is not None:
             check.require(
                 self.quantization in QUANTIZATIONS,
@@ -318,7 +157,7 @@ class QualityConfig:
     mbpp_path: str | None = None  # folder with mbpp.jsonl (and sanitized-mbpp.json)
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         t = self.near_dup_threshold
         check.require(
             t is None or 0.0 < t <= 1.0,
@@ -377,7 +216,7 @@ class DataConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(self.num_examples > 0, "data.num_examples must be > 0")
         check.require(
             0.0 <= self.seed_fraction <= 1.0, f"data.seed_fraction={self.seed_fraction}: use [0, 1]"
@@ -419,7 +258,7 @@ class LossConfig:
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(
             self.chunk_size is None or self.chunk_size > 0,
             f"loss.chunk_size={self.chunk_size}: use a number of rows > 0, or null",
@@ -447,7 +286,7 @@ class HardwareConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(self.devices >= 1, f"hardware.devices={self.devices}: must be >= 1")
         check.require(self.num_nodes >= 1, f"hardware.num_nodes={self.num_nodes}: must be >= 1")
         check.require(
@@ -475,7 +314,7 @@ class OnPolicyConfig:
     log_samples: int = 2
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(
             0.0 <= self.lmbda <= 1.0, f"train.on_policy.lmbda={self.lmbda}: use a value in [0, 1]"
         )
@@ -509,7 +348,7 @@ class TrainConfig:
     checkpoint_every_n_steps: int | None = None
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(
             self.checkpoint_every_n_steps is None or self.checkpoint_every_n_steps >= 0,
             f"train.checkpoint_every_n_steps={self.checkpoint_every_n_steps}: use >= 0 (0: off)",
@@ -549,7 +388,7 @@ class EvalConfig:
     workers: int = 2
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(
             self.benchmark in EVAL_BENCHMARKS,
             f"eval.benchmark={self.benchmark!r} is not supported; "
@@ -603,7 +442,7 @@ class LogitCacheConfig:
     device: str = "auto"  # auto: cuda when available, else cpu
 
     def __post_init__(self) -> None:
-        check = _Checks()
+        check = Checks()
         check.require(
             self.kind in CACHE_KINDS, f"teacher_cache.kind={self.kind!r}: use one of {CACHE_KINDS}"
         )
@@ -629,7 +468,8 @@ class RunConfig:
     stage: str = "pipeline"
     seed: int = 0
     plugins: list[str] = field(default_factory=list)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    # the registered teacher's own schema (a TeacherConfig subclass), chosen by its YAML file
+    teacher: Any = MISSING
     student: StudentConfig = field(default_factory=StudentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -683,19 +523,10 @@ def validate(cfg: DictConfig, *checks: Check) -> None:
             )
         except ValueError as err:  # the group's range checks, one per line
             problems += str(err).splitlines()
-    for check in (_check_teacher_access, *checks):
+    for check in checks:
         try:
             problems += list(check(cfg))
         except MissingMandatoryValue:  # already reported by its group above
             continue
     if problems:
         raise ConfigError(problems)
-
-
-def _check_teacher_access(cfg: DictConfig) -> Iterable[str]:
-    if cfg.teacher.kind == "claude" and not os.environ.get(cfg.teacher.api_key_env):
-        yield (
-            f"teacher={cfg.teacher.name} needs an Anthropic API key but ${cfg.teacher.api_key_env} "
-            f"is not set: run `export {cfg.teacher.api_key_env}=sk-ant-...` (create a key at "
-            "console.anthropic.com), or use the offline default teacher (drop the teacher override)"
-        )

@@ -15,6 +15,7 @@ from distill.data.logit_cache import FORMAT_VERSION, cache_dir, expected_manifes
 from distill.data.store import DatasetError, read_records
 from distill.errors import UserError
 from distill.runs import dataset_path, update_metrics
+from distill.teachers import gives_logits
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,10 @@ def run_teacher_cache(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """
     from distill.models import load_student_tokenizer, load_teacher
 
-    if cfg.teacher.kind != "hf":
+    if not gives_logits(cfg.teacher):
         raise UserError(
             f"teacher={cfg.teacher.name} gives no logits: the teacher cache needs a white-box "
-            "teacher (teacher.kind=hf), e.g. teacher=embedded_smollm2_135m or teacher=hf "
-            "teacher.path=<folder>"
+            "teacher, e.g. teacher=embedded_smollm2_135m or teacher=hf teacher.path=<folder>"
         )
     tc = cfg.teacher_cache
     tokenizer = load_student_tokenizer(cfg.student)

@@ -8,6 +8,7 @@ import importlib
 import pkgutil
 
 from distill.teachers.base import (
+    CAPABILITIES,
     TEACHERS,
     Answer,
     Failure,
@@ -15,6 +16,8 @@ from distill.teachers.base import (
     Request,
     Teacher,
     build_teacher,
+    capabilities,
+    gives_logits,
     register_teacher,
 )
 
@@ -23,6 +26,7 @@ for _module in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
+    "CAPABILITIES",
     "TEACHERS",
     "Answer",
     "Failure",
@@ -30,5 +34,7 @@ __all__ = [
     "Request",
     "Teacher",
     "build_teacher",
+    "capabilities",
+    "gives_logits",
     "register_teacher",
 ]

@@ -6,12 +6,13 @@ ledger), so an answer is on disk before anything else happens to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from omegaconf import DictConfig
 
+from distill.config import TeacherConfig
 from distill.registry import Registry
 
 Messages = list[dict[str, str]]
@@ -78,16 +79,29 @@ class Journal(Protocol):
         """Batch submissions whose batch id never reached the journal (a crash in between)."""
 
 
-class Teacher(Protocol):
-    """Answers prompts. `white_box` teachers also expose their model for logits."""
+# What a teacher can give: `text` answers; white-box teachers also the logits, hidden states and
+# attention maps of their model on the student's token ids (the logit, feature and attention
+# losses, the teacher cache).
+CAPABILITIES = ("text", "logits", "hidden_states", "attentions")
 
+
+class Teacher(Protocol):
+    """Answers prompts; declares what else it can give and carries its own config schema."""
+
+    Config: ClassVar[type[TeacherConfig]]  # its schema, extending the shared TeacherConfig
+    capabilities: ClassVar[frozenset[str]]  # a subset of CAPABILITIES
     name: str
-    white_box: bool
     max_tokens: int  # per answer unless a request says otherwise
 
     @classmethod
     def from_config(cls, cfg: DictConfig, hardware: DictConfig | None = None) -> Teacher:
         """Build from the `teacher` config group; `hardware` places a local model."""
+        ...
+
+    @classmethod
+    def problems(cls, cfg: DictConfig) -> Iterable[str]:
+        """What must be fixed in the run's environment before anything is sent or paid for
+        (checked by `distill.checks` with the rest of the config, before any weights load)."""
         ...
 
     def settings(self, max_tokens: int | None = None) -> dict[str, Any]:
@@ -110,3 +124,13 @@ def build_teacher(cfg: DictConfig, hardware: DictConfig | None = None) -> Teache
     """The teacher registered under `teacher.kind`, built from its config group; a local one
     runs where `hardware` says (the CPU without it)."""
     return TEACHERS.get(cfg.kind).from_config(cfg, hardware)
+
+
+def capabilities(cfg: DictConfig) -> frozenset[str]:
+    """What the teacher of the `teacher` config group can give (see CAPABILITIES)."""
+    return TEACHERS.get(cfg.kind).capabilities
+
+
+def gives_logits(cfg: DictConfig) -> bool:
+    """A white-box teacher: logits (and hidden states, attentions) on the student's tokens."""
+    return "logits" in capabilities(cfg)

@@ -16,15 +16,15 @@ import os
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from distill.config import TeacherConfig
 from distill.errors import UserError
 from distill.teachers.base import Answer, Failure, Journal, Request, register_teacher
 from distill.teachers.claude_common import RunContext, estimate_tokens, request_params
+from distill.teachers.claude_config import ClaudeTeacherConfig, api_key_problems
 from distill.teachers.pricing import Budget, Prices
 from distill.teachers.ratelimit import RateLimiter
 from distill.teachers.retry import classify
@@ -45,9 +45,10 @@ class ClaudeTeacher:
         stopped: (reason, message) when the last run stopped sending early, else None.
     """
 
-    white_box = False
+    Config = ClaudeTeacherConfig
+    capabilities = frozenset({"text"})  # the API gives no token log-probabilities
 
-    def __init__(self, config: TeacherConfig, api_key: str) -> None:
+    def __init__(self, config: ClaudeTeacherConfig, api_key: str) -> None:
         self.cfg, self.api_key = config, api_key
         self.name, self.model = config.name, config.model
         self.max_tokens = config.max_new_tokens
@@ -58,8 +59,12 @@ class ClaudeTeacher:
         self._task: tuple[asyncio.AbstractEventLoop, asyncio.Task] | None = None
 
     @classmethod
+    def problems(cls, cfg: DictConfig) -> Iterable[str]:
+        return api_key_problems(cfg)
+
+    @classmethod
     def from_config(
-        cls, cfg: DictConfig | TeacherConfig, hardware: DictConfig | None = None
+        cls, cfg: DictConfig | ClaudeTeacherConfig, hardware: DictConfig | None = None
     ) -> ClaudeTeacher:
         """`hardware` is not used: Claude runs at Anthropic."""
         config = OmegaConf.to_object(cfg) if isinstance(cfg, DictConfig) else cfg

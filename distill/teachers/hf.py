@@ -3,17 +3,52 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from distill.config import DTYPES, Checks, TeacherConfig
 from distill.hardware import inference_device
-from distill.teachers.base import Answer, Journal, Request, register_teacher
+from distill.teachers.base import CAPABILITIES, Answer, Journal, Request, register_teacher
 
 log = logging.getLogger(__name__)
+QUANTIZATIONS = ("nf4", "fp4", "int8")
+
+
+@dataclass
+class HFTeacherConfig(TeacherConfig):
+    """A local Hugging Face causal LM: text, and logits, hidden states and attention maps.
+
+    `path` is a local folder, a Hugging Face hub id, `embedded:<name>` (the offline default) or
+    `tiny:<role>` (a tiny random model for tests).
+    """
+
+    kind: str = "hf"
+    name: str = "${.path}"
+    path: str = MISSING
+    batch_size: int = 8
+    dtype: str = "float32"
+    # 4-bit (nf4, fp4) or 8-bit (int8) through bitsandbytes: a 34B teacher beside the 7B student
+    # on one 80 GB GPU. null: `dtype` as stored.
+    quantization: str | None = None
+    # How the teacher renders the prompts it answers (generate): as `student.prompt_format`.
+    prompt_format: str | None = None
+
+    def __post_init__(self) -> None:
+        check = Checks()
+        check.require(self.max_new_tokens > 0, "teacher.max_new_tokens must be > 0")
+        check.require(self.batch_size > 0, "teacher.batch_size must be > 0")
+        check.require(self.dtype in DTYPES, f"teacher.dtype={self.dtype!r}: use one of {DTYPES}")
+        check.require(
+            self.quantization is None or self.quantization in QUANTIZATIONS,
+            f"teacher.quantization={self.quantization!r}: use one of {QUANTIZATIONS} or null",
+        )
+        check.require(bool(self.path), "teacher.path is empty: set teacher.path=<folder or hub id>")
+        check.done()
 
 
 @register_teacher("hf")
@@ -28,7 +63,8 @@ class HFTeacher:
         batch_size: prompts generated together.
     """
 
-    white_box = True
+    Config = HFTeacherConfig
+    capabilities = frozenset(CAPABILITIES)
 
     def __init__(
         self,
@@ -41,6 +77,10 @@ class HFTeacher:
         self.model: PreTrainedModel | None = None
         self.tokenizer: PreTrainedTokenizerBase | None = None
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+
+    @classmethod
+    def problems(cls, cfg: DictConfig) -> Iterable[str]:
+        return ()  # the model's files are checked with the student's (distill.checks)
 
     @classmethod
     def from_config(cls, cfg: DictConfig, hardware: DictConfig | None = None) -> HFTeacher:

@@ -121,12 +121,23 @@ def retry_after_s(headers: Any) -> float | None:
     return None
 
 
+@dataclass
+class RetryConfig:
+    """Bounded retries: exponential backoff with full jitter; 529 overloaded backs off longer."""
+
+    max_attempts: int = 8
+    backoff_s: float = 1.0
+    max_backoff_s: float = 60.0
+    overloaded_backoff_s: float = 30.0
+    max_overloaded_backoff_s: float = 600.0  # overloaded windows can last minutes
+
+
 def backoff_s(kind: str, attempt: int, retry: Any, rng: random.Random) -> float:
     """Exponential backoff with jitter for the `attempt`-th retry (1-based).
 
     Args:
         kind: the error class; `overloaded` uses the longer `retry.overloaded_backoff_s` base.
-        retry: a `RetryConfig` (backoff_s, max_backoff_s, overloaded_backoff_s, ...).
+        retry: a `RetryConfig`.
     """
     if kind == "overloaded":
         base, cap = retry.overloaded_backoff_s, retry.max_overloaded_backoff_s

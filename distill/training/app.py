@@ -29,6 +29,7 @@ from distill.models import (
 from distill.models.preflight import check_tokenizer_pair
 from distill.models.sources import resolve_model_dir
 from distill.runs import adapters_dir, dataset_path, update_metrics
+from distill.teachers import gives_logits
 from distill.training.callbacks import AdapterSaver, LossHistory
 from distill.training.checkpoints import ResumeState, checkpoint_callback, resume_path
 from distill.training.module import DistillationModule
@@ -85,7 +86,7 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         cfg.loss.components, adaptive=cfg.loss.adaptive, chunk_size=cfg.loss.chunk_size
     )
     tokenizer = load_student_tokenizer(cfg.student)
-    white_box = cfg.teacher.kind == "hf"
+    white_box = gives_logits(cfg.teacher)
     if white_box:  # before any weights load: a mismatch must not cost a model load
         loss.vocab = tokenizer_preflight(cfg, tokenizer)
     cache = open_teacher_cache(cfg, tokenizer)

@@ -9,10 +9,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from distill.config import StudentConfig, TeacherConfig
+from distill.config import StudentConfig
 from distill.models import embedded
 from distill.models.cache import CorruptCache, build_once
 from distill.models.loading import load_student, load_teacher, prune_layers
+from distill.teachers.hf import HFTeacherConfig
 from distill.testing import fake_batch, tiny_llama, tiny_tokenizer
 
 
@@ -210,7 +211,7 @@ def test_a_teacher_loads_in_4_or_8_bit_and_still_agrees_with_itself(tmp_path, qu
     """teacher.quantization: a 34B teacher beside the 7B student on one GPU; bitsandbytes runs
     both on the CPU too."""
     tiny_llama(2, hidden_size=64, initializer_range=0.1).save_pretrained(tmp_path / "t")
-    cfg = OmegaConf.structured(TeacherConfig(name="t", path=str(tmp_path / "t")))
+    cfg = OmegaConf.structured(HFTeacherConfig(name="t", path=str(tmp_path / "t")))
     full = load_teacher(cfg)
     cfg.quantization = quantization
     teacher = load_teacher(cfg, device="cpu")
@@ -227,4 +228,4 @@ def test_a_teacher_loads_in_4_or_8_bit_and_still_agrees_with_itself(tmp_path, qu
 
 def test_an_unknown_teacher_quantization_names_the_choices():
     with pytest.raises(ValueError, match=r"teacher.quantization='int4': use one of .*'int8'"):
-        TeacherConfig(name="t", path="p", quantization="int4")
+        HFTeacherConfig(name="t", path="p", quantization="int4")

@@ -8,7 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from distill.config import TeacherConfig
+from distill.cli import register_hydra
+from distill.teachers.claude_config import ClaudeTeacherConfig
 from tests.conftest import CONF_DIR
 from tests.teachers.fake_anthropic import FakeAnthropic
 
@@ -40,18 +41,19 @@ def serve() -> Iterator[Callable[..., FakeAnthropic]]:
 
 def claude_config(
     server: FakeAnthropic, *overrides: str, teacher: str = "claude_haiku"
-) -> TeacherConfig:
+) -> ClaudeTeacherConfig:
     """`conf/teacher/<teacher>.yaml` (composed by Hydra, catalog included) over the schema,
     pointed at `server`, with fast retries and `overrides` (`key=value` below `teacher.`)."""
+    register_hydra()  # the teacher's schema, its YAML's first default
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         composed = compose(config_name=f"teacher/{teacher}").teacher
     dotlist = OmegaConf.from_dotlist([f"base_url={server.base_url}", *FAST, *overrides])
     return OmegaConf.to_object(
-        OmegaConf.merge(OmegaConf.structured(TeacherConfig), composed, dotlist)
+        OmegaConf.merge(OmegaConf.structured(ClaudeTeacherConfig), composed, dotlist)
     )
 
 
-def prices_of(config: TeacherConfig) -> dict[str, dict[str, float]]:
+def prices_of(config: ClaudeTeacherConfig) -> dict[str, dict[str, float]]:
     """The catalog as plain dicts, for the fake's own dollar arithmetic."""
     return {
         m: OmegaConf.to_container(OmegaConf.structured(c)) for m, c in config.catalog.models.items()

@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from distill.config import TeacherConfig
 from distill.errors import ConfigError
 from distill.teachers.base import Request
-from distill.teachers.hf import HFTeacher
+from distill.teachers.hf import HFTeacher, HFTeacherConfig
 from distill.testing import codellama_model_dir
 
 LLAMA2 = Path(__file__).resolve().parents[3] / "shared/data/llama2_tokenizer/tokenizer.model"
@@ -30,7 +29,7 @@ class Journal:
 
 def teacher_cfg(prompt_format: str | None):
     path = str(codellama_model_dir(LLAMA2))
-    return OmegaConf.structured(TeacherConfig(name="t", path=path, prompt_format=prompt_format))
+    return OmegaConf.structured(HFTeacherConfig(name="t", path=path, prompt_format=prompt_format))
 
 
 def test_a_teacher_without_a_template_is_refused_naming_teacher_prompt_format():

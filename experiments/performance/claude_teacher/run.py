@@ -22,12 +22,13 @@ import anthropic  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from distill.config import TeacherConfig  # noqa: E402
+from distill.cli import register_hydra  # noqa: E402
 from distill.data.generation import plan_requests  # noqa: E402
 from distill.data.ledger import Ledger  # noqa: E402
 from distill.data.templates import sample_instructions  # noqa: E402
 from distill.teachers.base import Answer  # noqa: E402
 from distill.teachers.claude import ClaudeTeacher  # noqa: E402
+from distill.teachers.claude_config import ClaudeTeacherConfig  # noqa: E402
 from tests.teachers.fake_anthropic import FakeAnthropic  # noqa: E402
 
 LATENCY_S = 0.5
@@ -44,12 +45,13 @@ SHOTS = [
 ]
 
 
-def config(base_url: str, *overrides: str) -> TeacherConfig:
+def config(base_url: str, *overrides: str) -> ClaudeTeacherConfig:
     """conf/teacher/claude_haiku.yaml as shipped, pointed at the fake, with `overrides`."""
+    register_hydra()  # the teacher's schema, its YAML's first default
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         composed = compose(config_name="teacher/claude_haiku").teacher
     dotlist = OmegaConf.from_dotlist([f"base_url={base_url}", *overrides])
-    merged = OmegaConf.merge(OmegaConf.structured(TeacherConfig), composed, dotlist)
+    merged = OmegaConf.merge(OmegaConf.structured(ClaudeTeacherConfig), composed, dotlist)
     return OmegaConf.to_object(merged)
 
 
@@ -68,7 +70,7 @@ def plan(teacher: ClaudeTeacher, n: int, shared_prefix: bool, max_tokens: int | 
 
 
 def run_ours(
-    cfg: TeacherConfig, n: int, **plan_kw
+    cfg: ClaudeTeacherConfig, n: int, **plan_kw
 ) -> tuple[list[float], list[Answer], ClaudeTeacher]:
     teacher = ClaudeTeacher(cfg, "sk-ant-bench")
     requests = plan(teacher, n, **plan_kw)

@@ -1,0 +1,77 @@
+"""The README's "Extending distill" section as a new user follows it: its loss file and its
+teacher file and YAML, dropped into a copy of the project, work with no other change."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_files() -> dict[str, str]:
+    """The code blocks of the section whose first line names their file (`# <path>`)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Extending distill", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```(?:python|yaml)\n(.*?)```\n", section, re.S)
+    return {b.split("\n", 1)[0].removeprefix("# "): b.split("\n", 1)[1] for b in blocks}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("extended")
+    skip = shutil.ignore_patterns("__pycache__")
+    for folder in ("distill", "conf"):
+        shutil.copytree(ROOT / folder, root / folder, ignore=skip)
+    for path, text in readme_files().items():
+        (root / path).write_text(text)
+    return root
+
+
+def run(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    return subprocess.run(
+        [sys.executable, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_readme_shows_one_loss_file_and_one_teacher_file_and_yaml():
+    assert sorted(readme_files()) == [
+        "conf/teacher/canned.yaml",
+        "distill/losses/hellinger.py",
+        "distill/teachers/canned.py",
+    ]
+
+
+@pytest.mark.slow
+def test_the_new_loss_is_listed_and_keeps_the_contract(project):
+    listed = run(project, "-m", "distill", "losses")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "hellinger" in listed.stdout
+    code = (
+        "from distill.testing import check_loss_contract; print(check_loss_contract('hellinger'))"
+    )
+    checked = run(project, "-c", code)
+    assert checked.returncode == 0, checked.stderr[-2000:]
+    assert 0 < float(checked.stdout.strip().removeprefix("tensor(").split(")")[0]) < 1
+
+
+@pytest.mark.slow
+def test_the_new_teacher_generates_a_dataset(project, tmp_path):
+    run_dir = tmp_path / "run"
+    out = run(
+        project,
+        *("-m", "distill", "generate", "teacher=canned", "data.num_examples=3"),
+        *("data.export=false", f"hydra.run.dir={run_dir}"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [json.loads(line) for line in (run_dir / "data/dataset.jsonl").open()]
+    assert len(rows) == 3 and {r["teacher"] for r in rows} == {"canned"}
+    assert {r["code"] for r in rows} == {"def identity(x):\n    return x"}
