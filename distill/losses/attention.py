@@ -17,27 +17,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from distill.losses.base import (
-    IGNORE_INDEX,
-    DistillLoss,
-    StepOutputs,
-    as_fp32,
-    register_loss,
-    token_mean,
-)
-from distill.losses.layer_map import (
-    LayerMap,
-    Pair,
-    active_pairs,
-    needed,
-    pair_key,
-    text_config,
-)
+from distill.losses.base import as_fp32, register_loss
+from distill.losses.layer_map import Pair, needed, pair_key
+from distill.losses.layer_pair import LayerPairLoss
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
-    from transformers import PretrainedConfig
+    from distill.losses.base import StepOutputs
 
 NAME = "attn_transfer"
 HEADS = ("average", "mix")
@@ -48,13 +35,13 @@ LOG_FLOOR = torch.finfo(torch.float32).tiny
 
 
 @register_loss(NAME)
-class AttentionTransferLoss(DistillLoss):
+class AttentionTransferLoss(LayerPairLoss):
     """Per scored query row, KL(teacher row || student row) or the squared error of the rows.
 
     The value is the mean over the active layer pairs of the per-row loss, averaged over heads,
-    then over scored query positions with `token_mean` (query t is scored when label t+1 is).
-    Padded keys (attention_mask 0) carry no probability: both rows are renormalised without them.
-    The teacher side is detached; gradients reach the student and the mixing weights.
+    then over scored query positions (`LayerPairLoss`). Padded keys (attention_mask 0) carry no
+    probability: both rows are renormalised without them. The teacher side is detached; gradients
+    reach the student and the mixing weights.
 
     Args:
         layers: "uniform", "last_k" or [[student_layer, teacher_layer], ...] (see `layer_map`).
@@ -63,15 +50,10 @@ class AttentionTransferLoss(DistillLoss):
             head mixing per pair, created by `prepare`).
         metric: "kl" or "mse" (squared error summed over the keys of a row, so its scale does not
             depend on the sequence length).
-
-    Attributes:
-        active_layers: fraction of the mapped pairs in use (shallow first), set by the composite's
-            layer curriculum; 1.0 uses all.
     """
 
+    name = NAME
     requires = frozenset({"attentions", "teacher_attentions"})
-    # A class attribute too, so the config check sees that `layer_schedule` applies here.
-    active_layers: float = 1.0
 
     def __init__(
         self,
@@ -80,72 +62,36 @@ class AttentionTransferLoss(DistillLoss):
         heads: str = "average",
         metric: str = "kl",
     ) -> None:
-        super().__init__()
-        for arg, value, allowed in (("heads", heads, HEADS), ("metric", metric, METRICS)):
-            if value not in allowed:
-                raise ValueError(
-                    f"loss.components.{NAME}.{arg}={value!r}: use one of {', '.join(allowed)}"
-                )
-        self.layer_map = LayerMap(NAME, layers, last_k)
+        super().__init__(layers, last_k, heads=(heads, HEADS), metric=(metric, METRICS))
         self.heads = heads
         self.metric = metric
         self.mixing = nn.ParameterDict()  # pair key -> (Hs, Ht) logits, filled by prepare()
 
-    def prepare(
-        self, student_config: PretrainedConfig, teacher_config: PretrainedConfig | None
-    ) -> None:
-        """Create the per-pair head mixing (trainable) for `heads=mix`; check the layer map.
-
-        Call after the models load and before the optimizer is built. Existing mixing weights of
-        the right shape are kept, so a second call does not reset them.
-
-        Args:
-            student_config / teacher_config: HF configs with `num_attention_heads` and
-                `num_hidden_layers`.
-        """
-        if teacher_config is None:
-            raise ValueError(f"loss.components.{NAME} needs a white-box teacher (teacher=hf ...)")
-        s_cfg, t_cfg = text_config(student_config), text_config(teacher_config)
-        pairs = self.layer_map.pairs(s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
+    def prepare_pairs(self, student_config: Any, teacher_config: Any, pairs: list[Pair]) -> None:
+        """For `heads=mix`, a trainable (Hs, Ht) head mixing per pair."""
         if self.heads != "mix":
             return
-        shape = (s_cfg.num_attention_heads, t_cfg.num_attention_heads)
+        shape = (student_config.num_attention_heads, teacher_config.num_attention_heads)
         old = {k: p for k, p in self.mixing.items() if p.shape == shape}
         # Zero logits: a uniform softmax, so every student head starts from the teacher average.
         self.mixing = nn.ParameterDict(
             {k: old.get(k, nn.Parameter(torch.zeros(shape))) for k in map(pair_key, pairs)}
         )
 
-    def layers_used(self, student_depth: int, teacher_depth: int) -> tuple[set[int], set[int]]:
-        return self.layer_map.layers(student_depth, teacher_depth)
+    def pair_parameters(self) -> Mapping[str, Iterable[nn.Parameter]]:
+        return {key: [p] for key, p in self.mixing.items()}
 
-    def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
-        """Mean over active pairs of the row loss averaged over heads and scored queries.
-
-        Args:
-            out: `student_attentions` (Ls tensors of (B, Hs, T, T)) and `teacher_attentions`
-                (Lt tensors of (B, Ht, T, T)), rows over keys summing to 1.
-            batch: (B, T) `labels`; (B, T) `attention_mask` when present marks the real keys.
-
-        Returns:
-            A 0-d fp32 tensor.
-        """
+    def sides(self, out: StepOutputs) -> tuple[Sequence[Tensor], Sequence[Tensor]]:
+        """Ls (B, Hs, T, T) student and Lt (B, Ht, T, T) teacher maps, rows over keys sum to 1."""
         student = needed(out.student_attentions, "student attentions", NAME, "attentions")
         teacher = needed(out.teacher_attentions, "teacher attentions", NAME, "teacher_attentions")
-        pairs = active_pairs(self.layer_map.pairs(len(student), len(teacher)), self.active_layers)
-        queries = batch["labels"][:, 1:] != IGNORE_INDEX
-        keys = batch.get("attention_mask")
-        total = sum(
-            token_mean(self._row_loss(student[s], teacher[t], (s, t), keys), queries, batch)
-            for s, t in pairs
-        )
-        return total / len(pairs) + self._unused_mixing(pairs)
+        return student, teacher
 
-    def _row_loss(
-        self, student: Tensor, teacher: Tensor, pair: Pair, keys: Tensor | None
-    ) -> Tensor:
-        """(B, Hs, T, T) and (B, Ht, T, T) maps -> (B, T-1) loss of query rows [:, :-1]."""
+    def pair_loss(self, student: Tensor, teacher: Tensor, pair: Pair, batch: dict) -> Tensor:
+        """(B, Hs, T, T) and (B, Ht, T, T) maps -> (B, T-1) loss of query rows [:, :-1];
+        `batch["attention_mask"]` (B, T), when present, marks the real keys."""
         s_rows, t_rows = self._rows(student[:, :, :-1], teacher[:, :, :-1].detach(), pair)
+        keys = batch.get("attention_mask")
         if keys is not None:
             s_rows, t_rows = _drop_keys(s_rows, keys), _drop_keys(t_rows, keys)
         if self.metric == "kl":
@@ -172,12 +118,6 @@ class AttentionTransferLoss(DistillLoss):
         weights = self.mixing[key].softmax(-1)  # (Hs, Ht), rows sum to 1
         mixed = torch.einsum("st,btqk->bsqk", weights, as_fp32(teacher))
         return as_fp32(student), mixed
-
-    def _unused_mixing(self, pairs: list[Pair]) -> Tensor | float:
-        """0 times the mixing of pairs outside the curriculum, so DDP sees every parameter."""
-        used = {pair_key(p) for p in pairs}
-        rest = [p.sum() for k, p in self.mixing.items() if k not in used]
-        return 0.0 * sum(rest) if rest else 0.0
 
 
 def _drop_keys(rows: Tensor, keys: Tensor) -> Tensor:

@@ -182,6 +182,19 @@ class CompositeLoss(nn.Module):
             total = total + self._adaptive_terms(parts)
         return LossResult(total, parts, {n: weights[n] for n in parts}, fused.diagnostics)
 
+    def log_values(self, result: LossResult, split: str = "train") -> dict[str, Any]:
+        """What a step logs of the loss: the total, each component's value, weight and (for logit
+        losses) temperature, and the distillation diagnostics, as `<split>/...` keys."""
+        logs: dict[str, Any] = {f"{split}/loss/total": result.total.detach()}
+        for name, value in result.parts.items():
+            logs[f"{split}/loss/{name}"] = value.detach()
+            logs[f"{split}/weight/{name}"] = result.weights[name]
+            component = self.components[name]
+            if "teacher_logits" in component.requires:
+                logs[f"{split}/temperature/{name}"] = float(component.temperature)
+        logs.update({f"{split}/diag/{key}": v for key, v in result.diagnostics.items()})
+        return logs
+
     def _adaptive_terms(self, parts: dict[str, Tensor]) -> Tensor:
         """+s_i, and a zero-valued term carrying d/ds_i of exp(-s_i) * w_i * L_i."""
         factors = torch.exp(-self.log_vars)

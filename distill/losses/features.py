@@ -18,28 +18,14 @@ from typing import TYPE_CHECKING, Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from distill.losses.base import (
-    IGNORE_INDEX,
-    DistillLoss,
-    StepOutputs,
-    as_fp32,
-    register_loss,
-    token_mean,
-)
-from distill.losses.layer_map import (
-    LayerMap,
-    Pair,
-    active_pairs,
-    layer_outputs,
-    needed,
-    pair_key,
-    text_config,
-)
+from distill.losses.base import as_fp32, register_loss
+from distill.losses.layer_map import Pair, layer_outputs, needed, pair_key
+from distill.losses.layer_pair import LayerPairLoss
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
-    from transformers import PretrainedConfig
+    from distill.losses.base import StepOutputs
 
 NAME = "feature_match"
 METRICS = ("mse", "cosine")
@@ -48,12 +34,12 @@ SHARED = "shared"
 
 
 @register_loss(NAME)
-class FeatureMatchLoss(DistillLoss):
+class FeatureMatchLoss(LayerPairLoss):
     """Distance between projected student and teacher hidden states, over scored tokens.
 
     The value is the mean over the active layer pairs of the per-token distance, averaged over
-    scored positions with `token_mean` (the hidden state at position t is scored when label t+1
-    is). The teacher side is detached; gradients reach the student and the projections.
+    scored positions (`LayerPairLoss`). The teacher side is detached; gradients reach the student
+    and the projections.
 
     Args:
         layers: "uniform", "last_k" or [[student_layer, teacher_layer], ...] (see `layer_map`).
@@ -62,15 +48,10 @@ class FeatureMatchLoss(DistillLoss):
             (1 - cosine similarity).
         projection: "shared" (one Linear for all pairs) or "per_pair"; used only when the widths
             differ, created by `prepare`.
-
-    Attributes:
-        active_layers: fraction of the mapped pairs in use (shallow first), set by the composite's
-            layer curriculum; 1.0 uses all.
     """
 
+    name = NAME
     requires = frozenset({"hidden_states", "teacher_hidden_states"})
-    # A class attribute too, so the config check sees that `layer_schedule` applies here.
-    active_layers: float = 1.0
 
     def __init__(
         self,
@@ -79,37 +60,16 @@ class FeatureMatchLoss(DistillLoss):
         metric: str = "mse",
         projection: str = SHARED,
     ) -> None:
-        super().__init__()
-        for arg, value, allowed in (
-            ("metric", metric, METRICS),
-            ("projection", projection, PROJECTIONS),
-        ):
-            if value not in allowed:
-                raise ValueError(
-                    f"loss.components.{NAME}.{arg}={value!r}: use one of {', '.join(allowed)}"
-                )
-        self.layer_map = LayerMap(NAME, layers, last_k)
+        super().__init__(
+            layers, last_k, metric=(metric, METRICS), projection=(projection, PROJECTIONS)
+        )
         self.metric = metric
         self.projection = projection
         self.projections = nn.ModuleDict()  # filled by prepare() when the widths differ
 
-    def prepare(
-        self, student_config: PretrainedConfig, teacher_config: PretrainedConfig | None
-    ) -> None:
-        """Create the student -> teacher projections (trainable) when the hidden sizes differ.
-
-        Call after the models load and before the optimizer is built. Also checks the layer map
-        against both depths. Existing projections of the right shape are kept, so a second call
-        (e.g. before loading a checkpoint) does not reset them.
-
-        Args:
-            student_config / teacher_config: HF configs with `hidden_size` and `num_hidden_layers`.
-        """
-        if teacher_config is None:
-            raise ValueError(f"loss.components.{NAME} needs a white-box teacher (teacher=hf ...)")
-        s_cfg, t_cfg = text_config(student_config), text_config(teacher_config)
-        pairs = self.layer_map.pairs(s_cfg.num_hidden_layers, t_cfg.num_hidden_layers)
-        s_width, t_width = s_cfg.hidden_size, t_cfg.hidden_size
+    def prepare_pairs(self, student_config: Any, teacher_config: Any, pairs: list[Pair]) -> None:
+        """Student -> teacher projections (trainable) when the hidden sizes differ."""
+        s_width, t_width = student_config.hidden_size, teacher_config.hidden_size
         if s_width == t_width:
             self.projections = nn.ModuleDict()
             return
@@ -123,37 +83,20 @@ class FeatureMatchLoss(DistillLoss):
             {k: kept.get(k) or nn.Linear(s_width, t_width) for k in keys}
         )
 
-    def layers_used(self, student_depth: int, teacher_depth: int) -> tuple[set[int], set[int]]:
-        return self.layer_map.layers(student_depth, teacher_depth)
+    def pair_parameters(self) -> Mapping[str, Iterable[nn.Parameter]]:
+        if self.projection == SHARED:  # every pair trains the one projection
+            return {}
+        return {key: list(m.parameters()) for key, m in self.projections.items()}
 
-    def forward(self, out: StepOutputs, batch: dict[str, Any]) -> Tensor:
-        """Mean over active pairs of the token-averaged distance.
-
-        Args:
-            out: `student_hidden_states` (embeddings + Ls tensors of (B, T, Hs)) and
-                `teacher_hidden_states` (embeddings + Lt tensors of (B, T, Ht)).
-            batch: with (B, T) `labels`.
-
-        Returns:
-            A 0-d fp32 tensor.
-        """
-        student = layer_outputs(
-            needed(out.student_hidden_states, "student hidden states", NAME, "hidden_states")
+    def sides(self, out: StepOutputs) -> tuple[Sequence[Tensor], Sequence[Tensor]]:
+        """Ls (B, T, Hs) student and Lt (B, T, Ht) teacher hidden states (embeddings dropped)."""
+        student = needed(out.student_hidden_states, "student hidden states", NAME, "hidden_states")
+        teacher = needed(
+            out.teacher_hidden_states, "teacher hidden states", NAME, "teacher_hidden_states"
         )
-        teacher = layer_outputs(
-            needed(
-                out.teacher_hidden_states, "teacher hidden states", NAME, "teacher_hidden_states"
-            )
-        )
-        pairs = active_pairs(self.layer_map.pairs(len(student), len(teacher)), self.active_layers)
-        mask = batch["labels"][:, 1:] != IGNORE_INDEX
-        total = sum(
-            token_mean(self._distance(student[s], teacher[t], (s, t)), mask, batch)
-            for s, t in pairs
-        )
-        return total / len(pairs) + self._unused_projections(pairs)
+        return layer_outputs(student), layer_outputs(teacher)
 
-    def _distance(self, student: Tensor, teacher: Tensor, pair: Pair) -> Tensor:
+    def pair_loss(self, student: Tensor, teacher: Tensor, pair: Pair, batch: dict) -> Tensor:
         """(B, T, Hs) and (B, T, Ht) hidden states -> (B, T-1) distances at positions [:, :-1]."""
         projected = self._project(as_fp32(student[:, :-1]), teacher.shape[-1], pair)
         target = as_fp32(teacher[:, :-1]).detach()
@@ -176,13 +119,3 @@ class FeatureMatchLoss(DistillLoss):
                 "optimizer is built (the trainer does this), so the projection is trained"
             )
         return proj(student)
-
-    def _unused_projections(self, pairs: list[Pair]) -> Tensor | float:
-        """0 times the per-pair projections outside the curriculum, so DDP sees every parameter."""
-        if self.projection == SHARED or not self.projections:
-            return 0.0
-        used = {pair_key(p) for p in pairs}
-        rest = [
-            p.sum() for k, m in self.projections.items() if k not in used for p in m.parameters()
-        ]
-        return 0.0 * sum(rest) if rest else 0.0

@@ -112,7 +112,7 @@ class DistillationModule(L.LightningModule):
         out = self.forward_outputs(batch, need_teacher=self.loss.needs_white_box or sampled)
         result = self.loss(out, batch, diagnostics=logging_step, teacher_scored_only=sampled)
         self.check_finite(result, step)
-        logs = self.step_logs(result)
+        logs = self.loss.log_values(result)
         if self.on_policy is not None:
             logs["train/on_policy/sampled"] = float(sampled)
             logs["train/on_policy/lmbda"] = self.on_policy.fraction(step, max_steps)
@@ -151,19 +151,6 @@ class DistillationModule(L.LightningModule):
             ):
                 log.info("on-policy sample at step %d: %r", step, sample["response"][:300])
         return sampled
-
-    def step_logs(self, result: LossResult) -> dict[str, Any]:
-        """Each component's value, weight and temperature, and the distillation diagnostics."""
-        logs: dict[str, Any] = {"train/loss/total": result.total.detach()}
-        for name, value in result.parts.items():
-            logs[f"train/loss/{name}"] = value.detach()
-            logs[f"train/weight/{name}"] = result.weights[name]
-            component = self.loss.components[name]
-            if "teacher_logits" in component.requires:
-                logs[f"train/temperature/{name}"] = float(component.temperature)
-        for key, value in result.diagnostics.items():
-            logs[f"train/diag/{key}"] = value
-        return logs
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.forward_outputs(batch, need_teacher=self.teacher is not None)
