@@ -5,6 +5,7 @@ Plugin authors use these to test their own losses:
     teacher, student, tokenizer = tiny_pair()
     batch = fake_batch(tokenizer)
     check_loss_contract("my_loss")  # raises AssertionError naming what the component breaks
+    reference_loss("kl", student_logits, teacher_logits, labels)  # float64, to compare against
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ __all__ = [  # the tiny models are re-exported: plugin authors test with them
     "TINY_LAYERS",
     "TINY_VOCAB",
     "check_loss_contract",
+    "reference_loss",
     "codellama_model_dir",
     "fake_batch",
     "tiny_llama",
@@ -123,6 +125,65 @@ def check_loss_contract(name: str, **kwargs) -> torch.Tensor:
     nothing = loss(out, empty)
     _check(bool(torch.isfinite(nothing)), f"loss '{name}' is {nothing.item()} with no token scored")
     return value.detach()
+
+
+REFERENCE_LOSSES = ("ce", "kl", "reverse_kl", "jsd", "skew_kl", "tv")
+
+
+def reference_loss(
+    name: str,
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    labels: torch.Tensor,
+    temperature: float = 1.0,
+    **kwargs: float,
+) -> torch.Tensor:
+    """A token loss written densely in float64, independent of distill's chunked implementation.
+
+    The mean over scored positions (logits at t score label t+1) of the per-token value, times
+    T^2 for the divergences; differentiable, so gradients can be compared too. `0 log 0 = 0`: a
+    teacher that gives a token no mass adds nothing.
+
+    Args:
+        name: one of REFERENCE_LOSSES: `ce` (cross-entropy on the labels, `label_smoothing`),
+            `kl` KL(p || q), `reverse_kl` KL(q || p), `jsd` (`beta`: weight of p in the mixture),
+            `skew_kl` KL(p || alpha p + (1 - alpha) q), `tv` (total variation); p the teacher's
+            and q the student's distribution at `temperature`.
+        student_logits / teacher_logits: (B, T, V); the teacher may be None for `ce`.
+        labels: (B, T) with -100 where nothing is scored.
+
+    Returns:
+        A 0-d float64 tensor.
+    """
+    mask = labels[:, 1:] != -100
+    if name == "ce":
+        logp = torch.log_softmax(student_logits[:, :-1].double(), -1)
+        smoothing = kwargs.get("label_smoothing", 0.0)
+        target = logp.gather(-1, labels[:, 1:].clamp(min=0)[..., None])[..., 0]
+        per = -(1 - smoothing) * target - smoothing * logp.mean(-1)
+        return per[mask].mean()
+    q = torch.softmax(student_logits[:, :-1].double() / temperature, -1)
+    p = torch.softmax(teacher_logits[:, :-1].double() / temperature, -1)
+
+    def kl(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (torch.xlogy(a, a) - torch.xlogy(a, b)).sum(-1)
+
+    if name == "kl":
+        per = kl(p, q)
+    elif name == "reverse_kl":
+        per = kl(q, p)
+    elif name == "jsd":
+        beta = kwargs.get("beta", 0.5)
+        m = beta * p + (1 - beta) * q
+        per = beta * kl(p, m) + (1 - beta) * kl(q, m)
+    elif name == "skew_kl":
+        alpha = kwargs.get("alpha", 0.1)
+        per = kl(p, alpha * p + (1 - alpha) * q)
+    elif name == "tv":
+        per = 0.5 * (p - q).abs().sum(-1)
+    else:
+        raise ValueError(f"no reference for '{name}'; references: {', '.join(REFERENCE_LOSSES)}")
+    return per[mask].mean() * temperature**2
 
 
 # Stand-ins for the 16 pieces CodeLlama adds to Llama 2's 32,000 (ids 32000-32015, used only by

@@ -23,7 +23,7 @@ from omegaconf import DictConfig  # noqa: E402
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 from distill.cli import register_hydra  # noqa: E402
-from distill.testing import fake_batch, tiny_pair  # noqa: E402
+from distill.testing import fake_batch, tiny_pair, tiny_tokenizer  # noqa: E402
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -47,6 +47,13 @@ def compose_config(stage: str = "pipeline", overrides: list[str] | None = None) 
 @pytest.fixture
 def cfg() -> DictConfig:
     return compose_config("pipeline", ["experiment=tiny_smoke"])
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny pair's character-level ChatML tokenizer (one per test module: tests may set
+    its padding side or template)."""
+    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="session")

@@ -20,14 +20,8 @@ from distill.data.datamodule import (
     encode,
     scored_tokens,
 )
-from distill.testing import tiny_tokenizer
 
 PROSE_AND_CODE = "Here it is:\n```python\ndef f():\n    return 1\n```\nIt returns one.\n"
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return tiny_tokenizer()
 
 
 def record(i: int, response: str, difficulty: str | None = None) -> dict:

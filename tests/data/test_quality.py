@@ -7,7 +7,13 @@ import time
 import pytest
 
 from distill.config import QualityConfig
-from distill.data.quality import check_drops, checks_for, extract_code, python_test_program
+from distill.data.quality import (
+    check_drops,
+    checks_for,
+    extract_code,
+    python_syntax_ok,
+    python_test_program,
+)
 from distill.data.validators import (
     TOOLCHAINS,
     CheckResult,
@@ -155,3 +161,32 @@ def test_checks_skip_the_compiler_after_a_syntax_error_and_count_drops():
     assert ids["tests_failed"] == ["d"]
     kept, drops, _ = check_drops(records, QualityConfig(drop_failed_tests=False))
     assert [r["id"] for r in kept] == ["d", "e", "f"]
+
+
+def test_extract_code_prefers_the_python_block():
+    text = "Run it:\n```bash\nls -l\n```\nThen:\n```python\ndef f():\n    return 1\n```\nDone."
+    assert extract_code(text) == "def f():\n    return 1"
+    assert extract_code("```py\nx = 1\n```") == "x = 1"
+    assert extract_code("```\nx = 2\n```") == "x = 2"  # untagged: the first block
+
+
+def test_extract_code_without_a_closing_fence_or_without_a_block():
+    assert extract_code("Here:\n```python\ndef f():\n    return 1\n") == "def f():\n    return 1"
+    assert extract_code("def f(): return 1") == ""
+    assert extract_code("") == ""
+
+
+@pytest.mark.parametrize(
+    ("code", "ok"),
+    [
+        ("def f(x):\n    return x + 1", True),
+        ("import os\nprint(os.sep)", True),
+        ("def f(x)\n    return x", False),
+        ("return (", False),
+        ("   \n", False),
+        ("x = '\\x00'", True),
+        ("\x00", False),
+    ],
+)
+def test_python_syntax_ok(code, ok):
+    assert python_syntax_ok(code) is ok

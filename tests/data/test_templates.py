@@ -16,6 +16,8 @@ from distill.data.prompts import TASK_KINDS, stub
 from distill.data.template_specs import FUNCTION_SPECS, TOPICS
 from distill.data.templates import (
     DIFFICULTIES,
+    PYTHON_SPECS,
+    Instruction,
     check_mixture,
     instructions_from_config,
     load_snippets,
@@ -199,3 +201,72 @@ def test_a_fixed_instruction_seed_draws_the_same_instructions_for_every_run_seed
     assert prompts[0] != prompts[1]  # the run's seed draws the instructions by default
     data.instruction_seed = 0
     assert [i.prompt for i in instructions_from_config(data, 1)] == prompts[0]
+
+
+def test_quotas_are_exact_and_use_the_largest_remainder():
+    assert quotas({"a": 0.5, "b": 0.3, "c": 0.2}, 7) == {"a": 4, "b": 2, "c": 1}  # 3.5 2.1 1.4
+    assert quotas({"a": 1, "b": 1, "c": 1}, 0) == {"a": 0, "b": 0, "c": 0}
+    weights = {"x": 3.0, "y": 1.0, "z": 0.7, "w": 0.0}
+    for total in range(0, 60):
+        counts = quotas(weights, total)
+        assert sum(counts.values()) == total
+        assert counts["w"] == 0
+        for k, w in weights.items():  # never more than one away from the exact share
+            assert abs(counts[k] - total * w / sum(weights.values())) < 1
+
+
+MIXTURE = {
+    "languages": {"python": 1.0},
+    "task_kinds": {"implement": 2.0, "complete": 1.0},
+    "difficulties": {"easy": 1.0, "medium": 1.0, "hard": 1.0},
+}
+
+
+def test_sample_instructions_hits_every_cell_count():
+    out = sample_instructions(30, **MIXTURE, seed=0)
+    assert len(out) == 30 and all(isinstance(i, Instruction) for i in out)
+    cells = Counter((i.language, i.task_kind, i.difficulty) for i in out)
+    # weights 2:2:2:1:1:1 of 30 -> 6.67 x3 and 3.33 x3; the kinds must total 20 and 10 and each
+    # difficulty 10, so the largest remainders go to two implement cells and one complete cell
+    assert cells == {
+        ("python", "implement", "easy"): 7,
+        ("python", "implement", "medium"): 7,
+        ("python", "implement", "hard"): 6,
+        ("python", "complete", "easy"): 3,
+        ("python", "complete", "medium"): 3,
+        ("python", "complete", "hard"): 4,
+    }
+    assert len({i.prompt for i in out}) == 30  # distinct within a cell, and across kinds
+    hard = {s[1] for s in PYTHON_SPECS if s[0] == "hard"}
+    for ins in out:
+        if ins.difficulty == "hard" and ins.task_kind == "implement":
+            assert any(signature in ins.prompt for signature in hard)
+
+
+def test_sample_instructions_is_deterministic_for_a_seed():
+    first = sample_instructions(20, **MIXTURE, seed=3)
+    assert sample_instructions(20, **MIXTURE, seed=3) == first
+    assert sample_instructions(20, **MIXTURE, seed=4) != first
+
+
+def test_asking_more_than_a_cell_holds_names_num_examples():
+    hard = sum(s[0] == "hard" for s in PYTHON_SPECS) * (len(TOPICS) + 1)  # specs x topic seeds
+    one_cell = {"languages": {"python": 1}, "task_kinds": {"implement": 1}}
+    assert len(sample_instructions(hard, **one_cell, difficulties={"hard": 1})) == hard
+    with pytest.raises(
+        ValueError, match=rf"asks for {hard + 1} .* only {hard} distinct .*data\.num_examples"
+    ):
+        sample_instructions(hard + 1, **one_cell, difficulties={"hard": 1})
+
+
+def test_check_mixture_names_unknown_axis_values():
+    problems = check_mixture(
+        {"python": 1, "cobol": 1}, {"implement": 1, "haiku": 1}, {"easy": 1, "hard": 1}
+    )
+    assert problems == [
+        "data.languages: no templates for ['cobol']; available: python, javascript, java, cpp, "
+        "go, rust",
+        "data.task_kinds: no templates for ['haiku']; available: implement, complete, fix_bug, "
+        "write_tests, refactor, optimise, data_structure, algorithm, explain_then_code",
+    ]
+    assert check_mixture(*MIXTURE.values()) == []

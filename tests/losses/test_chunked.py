@@ -8,6 +8,7 @@ import torch
 from distill.losses import LOSSES, StepOutputs, build_loss, chunked
 from distill.losses.base import SparseTargets
 from distill.losses.chunked import fused_token_losses
+from distill.testing import reference_loss
 
 DIVERGENCES = ["kl", "reverse_kl", "jsd", "skew_kl", "tv"]
 B, T, H, V = 3, 7, 5, 13  # odd sizes, so chunks never divide the rows evenly
@@ -30,35 +31,11 @@ def make(seed: int = 0, trainable_head: bool = True, bias: bool = False):
 
 
 def dense_reference(name, hidden, head, teacher, labels, temperature=1.0, **kwargs):
-    """The loss written densely in float64, differentiable, independent of the implementation."""
+    """`reference_loss` (float64, differentiable) on the head applied densely to `hidden`."""
     logits = hidden.double() @ head.weight.double().T
     if head.bias is not None:
         logits = logits + head.bias.double()
-    q_logp = torch.log_softmax(logits[:, :-1] / temperature, -1)
-    p_logp = torch.log_softmax(teacher[:, :-1].double() / temperature, -1)
-    mask = labels[:, 1:] != -100
-    p, q = p_logp.exp(), q_logp.exp()
-
-    def kl(a, b):  # 0 log 0 = 0: a teacher that gives a token no mass
-        return (torch.xlogy(a, a) - torch.xlogy(a, b)).sum(-1)
-
-    if name == "ce":
-        per = -q_logp.gather(-1, labels[:, 1:].clamp(min=0)[..., None])[..., 0]
-        temperature = 1.0
-    elif name == "kl":
-        per = kl(p, q)
-    elif name == "reverse_kl":
-        per = kl(q, p)
-    elif name == "jsd":
-        beta = kwargs.get("beta", 0.5)
-        m = beta * p + (1 - beta) * q
-        per = beta * kl(p, m) + (1 - beta) * kl(q, m)
-    elif name == "skew_kl":
-        alpha = kwargs.get("alpha", 0.1)
-        per = kl(p, alpha * p + (1 - alpha) * q)
-    else:
-        per = 0.5 * (p - q).abs().sum(-1)
-    return per[mask].mean() * temperature**2
+    return reference_loss(name, logits, teacher, labels, temperature, **kwargs)
 
 
 def grads(value, hidden, head):

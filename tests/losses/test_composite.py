@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from distill.losses import StepOutputs, build_loss, check_loss_config
+from tests.losses.conftest import CONF, step
 
 from .test_chunked import make
 
@@ -118,3 +120,29 @@ def test_composite_options_are_checked_before_any_weights_load(spec, message):
         assert problems == []
     else:
         assert any(message in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("preset", "component"), [("kl_attn", "attn_transfer"), ("kl_feature", "feature_match")]
+)
+def test_presets_build_with_their_components(models, batch, preset, component):
+    cfg = OmegaConf.load(CONF / f"{preset}.yaml")
+    assert list(check_loss_config(cfg.components, teacher_white_box=True)) == []
+    loss = build_loss(cfg.components)
+    assert set(loss.components) == {"ce", "kl", component}
+    assert loss.weights[component] == pytest.approx(0.1)
+    result = loss(step(models["student"], models["teacher"], batch), batch)
+    assert torch.isfinite(result.total) and result.parts[component].item() > 0
+
+
+def test_composite_prepares_projections_and_drives_the_layer_curriculum(models):
+    spec = {"weight": 1.0, "layer_schedule": {"kind": "linear", "start": 0.5, "end": 1.0}}
+    components = {"feature_match": spec, "attn_transfer": dict(spec, heads="mix")}
+    assert list(check_loss_config(components, teacher_white_box=True)) == []
+    loss = build_loss(components)
+    loss.prepare(models["student"].config, models["heads8"].config)
+    names = {n for n, p in loss.named_parameters() if p.requires_grad}
+    assert "components.feature_match.projections.shared.weight" in names
+    assert {f"components.attn_transfer.mixing.{k}" for k in ("s0_t1", "s1_t3")} <= names
+    loss.set_step(0, max_steps=10)
+    assert loss.components["feature_match"].active_layers == pytest.approx(0.5)
