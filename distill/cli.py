@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from distill import tracking
 from distill.config import RunConfig, validate
 from distill.errors import UserError
-from distill.runs import job_name, read_status, write_status
+from distill.runs import SweepReport, job_name, read_status, write_status
 
 log = logging.getLogger("distill")
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -61,6 +61,10 @@ def register_hydra() -> None:
 
     store = ConfigStore.instance()
     store.store(name="base_run", node=RunConfig)
+    # At the end of a multirun: every job's status in sweep_status.json, failed jobs listed. The
+    # target is named from the class, so no YAML file holds one of our module paths.
+    report = {"_target_": f"{SweepReport.__module__}.{SweepReport.__qualname__}"}
+    store.store(name="hydra_callbacks", node={"hydra": {"callbacks": {"sweep_report": report}}})
     for kind in TEACHERS.names():
         store.store(group="teacher/schema", name=kind, node=TEACHERS.get(kind).Config)
     register_resolvers()

@@ -229,10 +229,8 @@ class DistillDataModule(L.LightningDataModule):
         super().__init__()
         if curriculum not in CURRICULA:
             raise ValueError(f"data.curriculum={curriculum!r}: use one of {', '.join(CURRICULA)}")
-        if accumulate_grad_batches < 1:
-            raise ValueError(
-                f"hardware.accumulate_grad_batches={accumulate_grad_batches}: must be >= 1"
-            )
+        if accumulate_grad_batches < 1:  # a caller's bug: the train app derives it (batch_split)
+            raise ValueError(f"accumulate_grad_batches={accumulate_grad_batches}: must be >= 1")
         self.path, self.tokenizer, self.max_length = Path(path), tokenizer, max_length
         self.batch_size, self.val_fraction, self.seed = batch_size, val_fraction, seed
         self.num_workers, self.curriculum = num_workers, curriculum

@@ -125,7 +125,8 @@ class GroupTokenBatches(Sampler[list[tuple[int, int]]]):
         sampler: the batch sampler giving an epoch's batches (kept as `.sampler`, where
             Lightning finds `set_epoch`).
         scored: scored tokens of each example (`scored_tokens`).
-        accumulate: micro-batches per optimizer step (`hardware.accumulate_grad_batches`).
+        accumulate: micro-batches per optimizer step: data.batch_size / (hardware.micro_batch_size
+            x devices), as `distill.hardware.batch_split` derives it.
         rank: this process's data-parallel rank.
         world_size: the number of data-parallel processes.
     """

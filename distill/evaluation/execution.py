@@ -129,7 +129,7 @@ def score_samples(
         One :class:`ExecutionResult` per sample, in input order.
     """
     if mode not in MODES:
-        raise ValueError(f"eval.mode={mode!r} is invalid: use one of {', '.join(MODES)}.")
+        raise ValueError(f"mode={mode!r} is invalid: use one of {', '.join(MODES)}.")
     if not timeout_s > 0:
         raise ValueError(f"eval.timeout_s={timeout_s!r} is invalid: use a positive number.")
     limits = limits or Limits()

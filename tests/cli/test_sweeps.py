@@ -122,7 +122,7 @@ def wandb_sweep(dataset, tmp_path_factory) -> Path:
             "loss.components.kl.weight=0.1,0.5",
             # A key pasted into the config, and one interpolated from the environment:
             f"teacher.system_prompt=my key is {ANTHROPIC_KEY}",
-            "teacher.base_url=${oc.env:WANDB_API_KEY}",
+            "teacher.name=${oc.env:WANDB_API_KEY}",
             f"hydra.sweep.dir={sweep}",
         ],
         sweep.parent,

@@ -222,7 +222,7 @@ def test_curriculum_none_keeps_no_levels(dataset, tokenizer):
 def test_curriculum_and_accumulation_are_checked(tmp_path, tokenizer):
     with pytest.raises(ValueError, match=r"data.curriculum='hardest': use one of none, difficulty"):
         DistillDataModule(tmp_path / "x.jsonl", tokenizer, curriculum="hardest")
-    with pytest.raises(ValueError, match=r"hardware.accumulate_grad_batches=0: must be >= 1"):
+    with pytest.raises(ValueError, match=r"accumulate_grad_batches=0: must be >= 1"):
         DistillDataModule(tmp_path / "x.jsonl", tokenizer, accumulate_grad_batches=0)
     for name in CURRICULA:  # the config schema accepts exactly what the DataModule knows
         assert DataConfig(curriculum=name).curriculum == name

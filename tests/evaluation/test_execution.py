@@ -170,7 +170,7 @@ def test_strict_mbpp_calls_the_named_function() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"mode": "lenient"}, "eval.mode='lenient'"),
+        ({"mode": "lenient"}, "mode='lenient'"),
         ({"workers": 0}, "eval.workers=0"),
         ({"timeout_s": 0}, "eval.timeout_s=0"),
     ],
