@@ -101,3 +101,14 @@ def test_every_key_named_in_distill_exists(config_keys):
         and not component_key(key)
     }
     assert not wrong, f"keys named in distill/ that no config has: {wrong}"
+
+
+def test_no_config_file_names_one_of_our_classes():
+    """Our own extension points are chosen by registry name, never by a `_target_` path."""
+    ours = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "conf").rglob("*.yaml"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"_target_:\s*distill\.", line)
+    ]
+    assert ours == []
