@@ -68,7 +68,7 @@ def check_prompt_format(cfg: DictConfig) -> Iterable[str]:
 
 
 def check_data(cfg: DictConfig) -> Iterable[str]:
-    from distill.data.templates import check_mixture, instructions_from_config
+    from distill.data.instructions.templates import check_mixture, instructions_from_config
 
     d = cfg.data
     problems = check_mixture(d.languages, d.task_kinds, d.difficulties)

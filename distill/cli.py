@@ -88,7 +88,7 @@ def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
 
         return run_eval
     if stage == "teacher_cache":
-        from distill.data.cache_app import run_teacher_cache
+        from distill.data.cache.app import run_teacher_cache
 
         return run_teacher_cache
     from distill.pipeline import run_pipeline

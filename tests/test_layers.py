@@ -16,6 +16,7 @@ LINT = Path(sys.executable).with_name("lint-imports")
 LAYERS = "distill's layers point one way"
 PLUGINS = "a loss never imports Lightning or Hydra, a teacher never the trainer"
 ACYCLIC = "no import cycles between the modules of any package"
+DATA = "the data stage flows one way"
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -39,7 +40,7 @@ def copy(tmp_path_factory) -> Path:
 def test_the_package_keeps_every_contract():
     result = lint_imports(ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Contracts: 3 kept, 0 broken." in result.stdout
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -50,6 +51,7 @@ def test_the_package_keeps_every_contract():
         ("models/sources.py", "def _upward():\n    import distill.testing\n", LAYERS),
         ("losses/kl.py", "import lightning\n", PLUGINS),
         ("losses/chunked.py", "import distill.losses.kl\n", ACYCLIC),
+        ("data/store.py", "def _upward():\n    import distill.data.quality.checks\n", DATA),
     ],
 )
 def test_one_bad_import_breaks_a_contract(copy, module, line, broken):

@@ -1,1 +1,3 @@
-"""Instruction templates, teacher-data generation, quality control, the store and the DataModule."""
+"""The data stage, by job: `instructions` (templates, mixture) -> `generation` (the teacher's
+answers, ledger, store) -> `quality` (checks, dedup, decontamination, export) -> `batching` (the
+DataModule); `cache` holds the white-box teacher's sparse logits."""

@@ -8,9 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.data.generation import generate_dataset
+from distill.data.generation.generate import generate_dataset
+from distill.data.instructions.templates import instructions_from_config
 from distill.data.store import DatasetStore
-from distill.data.templates import instructions_from_config
 from distill.errors import UserError
 from distill.runs import dataset_path, update_metrics
 from distill.teachers import build_teacher
@@ -42,7 +42,7 @@ def run_generate(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("generate: %d records -> %s", summary["generate/records"], store.path)
     exported: dict[str, Any] = {}
     if cfg.data.get("export"):  # imported only when on: it loads `datasets` and torch
-        from distill.data.export import export_run
+        from distill.data.quality.export import export_run
 
         exported = export_run(cfg, run_dir)
     metrics = update_metrics(run_dir, {**summary, **exported})

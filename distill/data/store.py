@@ -113,3 +113,9 @@ class DatasetStore:
 
     def records(self) -> list[dict[str, Any]]:
         return list(read_records(self.path)) if self.path.exists() else []
+
+
+def is_validation(record_id: str, val_fraction: float) -> bool:
+    """A stable split by id hash: a record stays on its side when the dataset grows."""
+    bucket = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    return bucket < val_fraction

@@ -46,7 +46,8 @@ class Failure:
 
 
 class Journal(Protocol):
-    """Where a teacher records what it pays for, durably, as it happens (`distill.data.ledger`)."""
+    """Where a teacher records what it pays for, durably, as it happens
+    (`distill.data.generation.ledger`)."""
 
     def sent(self, rid: str, reserve_usd: float) -> None:
         """`rid` is about to go out (in flight until answered or failed)."""

@@ -14,8 +14,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig
 
-from distill.data.datamodule import DistillDataModule
-from distill.data.logit_cache import LogitCache, expected_manifest
+from distill.data.batching.datamodule import DistillDataModule
+from distill.data.cache.logit_cache import LogitCache, expected_manifest
 from distill.errors import UserError
 from distill.hardware import batch_split, inference_device, trainer_kwargs
 from distill.losses import build_loss, load_plugins

@@ -21,7 +21,7 @@ import lightning as L
 import torch
 from omegaconf import OmegaConf
 
-from distill.data.datamodule import DistillDataModule
+from distill.data.batching.datamodule import DistillDataModule
 from distill.hardware import trainer_kwargs
 from distill.losses import build_loss
 from distill.models.loading import load_student_tokenizer

@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from distill.config import EvalConfig
-from distill.data.datamodule import DistillDataModule, collate
+from distill.data.batching.datamodule import DistillDataModule, collate
 from distill.evaluation.harness import evaluate_model
 from distill.models import load_teacher, load_tokenizer
 from distill.models.loading import load_base_student

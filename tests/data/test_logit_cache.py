@@ -17,10 +17,10 @@ from hydra import compose, initialize_config_dir
 from transformers import AutoModelForCausalLM
 
 from distill.cli import CONF_DIR, register_hydra
-from distill.data.cache_app import run_teacher_cache
-from distill.data.cache_builder import CaptureSettings, build_cache, padded, sparsify
-from distill.data.datamodule import IGNORE_INDEX, encode
-from distill.data.logit_cache import CacheError, LogitCache, expected_manifest
+from distill.data.batching.datamodule import IGNORE_INDEX, encode
+from distill.data.cache.app import run_teacher_cache
+from distill.data.cache.builder import CaptureSettings, build_cache, padded, sparsify
+from distill.data.cache.logit_cache import CacheError, LogitCache, expected_manifest
 from distill.models import load_tokenizer
 from distill.testing import tiny_model_dir
 

@@ -7,14 +7,14 @@ import time
 import pytest
 
 from distill.config import QualityConfig
-from distill.data.quality import (
+from distill.data.quality.checks import (
     check_drops,
     checks_for,
     extract_code,
     python_syntax_ok,
     python_test_program,
 )
-from distill.data.validators import (
+from distill.data.quality.validators import (
     TOOLCHAINS,
     CheckResult,
     _run,

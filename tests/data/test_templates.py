@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from distill.data.languages import LANGUAGES, parse_signature, render_signature
-from distill.data.mixture import controlled_round, mixture_quotas, quotas
-from distill.data.prompts import TASK_KINDS, stub
-from distill.data.template_specs import FUNCTION_SPECS, TOPICS
-from distill.data.templates import (
+from distill.data.instructions.languages import LANGUAGES, parse_signature, render_signature
+from distill.data.instructions.mixture import controlled_round, mixture_quotas, quotas
+from distill.data.instructions.prompts import TASK_KINDS, stub
+from distill.data.instructions.specs import FUNCTION_SPECS, TOPICS
+from distill.data.instructions.templates import (
     DIFFICULTIES,
     PYTHON_SPECS,
     Instruction,
@@ -24,7 +24,7 @@ from distill.data.templates import (
     max_tokens_for,
     sample_instructions,
 )
-from distill.data.validators import syntax_check
+from distill.data.quality.validators import syntax_check
 
 PRESET = OmegaConf.load(Path(__file__).parents[2] / "conf" / "data" / "code_instruct_6lang.yaml")
 AXES = [dict(PRESET.languages), dict(PRESET.task_kinds), dict(PRESET.difficulties)]

@@ -146,7 +146,7 @@ def test_load_student_in_4bit_trains_only_lora(tmp_path, checkpointing):
 def test_embedded_default_converts_once_and_answers(monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.data.quality import extract_code, python_syntax_ok
+    from distill.data.quality.checks import extract_code, python_syntax_ok
 
     start = time.perf_counter()
     folder = embedded.embedded_model_dir()

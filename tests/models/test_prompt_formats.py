@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from distill.data.datamodule import IGNORE_INDEX, collate, encode
+from distill.data.batching.datamodule import IGNORE_INDEX, collate, encode
 from distill.errors import ConfigError
 from distill.evaluation.benchmarks import load_problems
 from distill.evaluation.prompts import CHAT_INSTRUCTION, build_prompt

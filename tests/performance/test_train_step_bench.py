@@ -45,7 +45,8 @@ def write_mbpp(path: Path, n: int = 40) -> Path:
 
 def test_inputs_are_cut_as_our_datamodule_cuts_them(bench, tmp_path, cfg):
     run, prepare, common = bench
-    from distill.data.datamodule import encode, is_validation
+    from distill.data.batching.datamodule import encode
+    from distill.data.store import is_validation
     from distill.testing import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()

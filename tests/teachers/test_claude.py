@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from distill.data.generation import generate_dataset
-from distill.data.ledger import Ledger
+from distill.data.generation.generate import generate_dataset
+from distill.data.generation.ledger import Ledger
+from distill.data.instructions.templates import sample_instructions
 from distill.data.store import DatasetStore
-from distill.data.templates import sample_instructions
 from distill.teachers.base import Answer, Request
 from distill.teachers.claude import ClaudeTeacher
 from tests.teachers.conftest import claude_config, prices_of

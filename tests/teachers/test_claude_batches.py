@@ -6,7 +6,7 @@ from __future__ import annotations
 import anthropic
 import pytest
 
-from distill.data.ledger import Ledger
+from distill.data.generation.ledger import Ledger
 from distill.teachers.base import Answer
 from distill.teachers.claude import ClaudeTeacher
 from distill.teachers.claude_common import request_params

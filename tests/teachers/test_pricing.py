@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from distill.data.generation import generate_dataset
+from distill.data.generation.generate import generate_dataset
+from distill.data.instructions.templates import sample_instructions
 from distill.data.store import DatasetStore
-from distill.data.templates import sample_instructions
 from distill.teachers.claude import ClaudeTeacher
 from distill.teachers.pricing import Prices, prompt_token_bound, usage_cost, worst_case_cost
 from tests.teachers.conftest import claude_config, prices_of

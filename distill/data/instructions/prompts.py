@@ -8,8 +8,14 @@ the answer (a buggy or slow first version) goes in a ```text block, which extrac
 
 from __future__ import annotations
 
-from distill.data.languages import LANGUAGES, TYPES, identifier, parse_signature, render_signature
-from distill.data.template_specs import Spec
+from distill.data.instructions.languages import (
+    LANGUAGES,
+    TYPES,
+    identifier,
+    parse_signature,
+    render_signature,
+)
+from distill.data.instructions.specs import Spec
 
 ONE_BLOCK = "Answer with the complete code in a single ```{tag} fenced block."
 STDLIB = "Use only the standard library."
@@ -94,7 +100,7 @@ def render(
     variant: int = 0,
 ) -> str:
     """The prompt for one (kind, language, spec, topic); `variant` picks a bug kind or a smell."""
-    from distill.data.template_specs import BUG_KINDS, SMELLS
+    from distill.data.instructions.specs import BUG_KINDS, SMELLS
 
     lang = LANGUAGES[language]
     fields = {

@@ -2,7 +2,7 @@
 
 Shards are written to a temporary folder and renamed, and the index is written last, so a build
 that is killed resumes at the first shard it had not finished. The format is described in
-`distill.data.logit_cache`.
+`distill.data.cache.logit_cache`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from distill.data.datamodule import IGNORE_INDEX, collate
-from distill.data.logit_cache import (
+from distill.data.batching.datamodule import IGNORE_INDEX, collate
+from distill.data.cache.logit_cache import (
     INDEX,
     MANIFEST,
     MATCH_FIELDS,

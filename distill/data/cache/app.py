@@ -9,9 +9,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from distill.data.cache_builder import CaptureSettings, build_cache
-from distill.data.datamodule import encode
-from distill.data.logit_cache import FORMAT_VERSION, cache_dir, expected_manifest
+from distill.data.batching.datamodule import encode
+from distill.data.cache.builder import CaptureSettings, build_cache
+from distill.data.cache.logit_cache import FORMAT_VERSION, cache_dir, expected_manifest
 from distill.data.store import DatasetError, read_records
 from distill.errors import UserError
 from distill.runs import dataset_path, update_metrics

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from distill.data.ledger import Ledger, ledger_path
-from distill.data.progress import Progress, summary_table
-from distill.data.quality import checks_for, extract_code
+from distill.data.generation.ledger import Ledger, ledger_path
+from distill.data.generation.progress import Progress, summary_table
+from distill.data.instructions.templates import Instruction
+from distill.data.quality.checks import checks_for, extract_code
 from distill.data.store import DatasetStore, record_id
-from distill.data.templates import Instruction
 from distill.teachers.base import Answer, Failure, Request, Teacher
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ Every batch holds, besides `input_ids`, `attention_mask` and `labels` (B, T):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
@@ -23,28 +22,22 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import PreTrainedTokenizerBase
 
-from distill.data.sampling import (
+from distill.data.batching.sampling import (
     Examples,
     GroupTokenBatches,
     LengthGroupedSampler,
     difficulty_levels,
 )
-from distill.data.store import DatasetError, read_records
+from distill.data.store import DatasetError, is_validation, read_records
 
 if TYPE_CHECKING:
-    from distill.data.logit_cache import LogitCache
+    from distill.data.cache.logit_cache import LogitCache
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100  # PyTorch's and Hugging Face's label for "not scored"; the losses use the same
 CURRICULA = ("none", "difficulty")
 # A fence line: ``` or ~~~ (3 or more), any indentation (teachers indent fences in lists).
 FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})(.*)$")
-
-
-def is_validation(record_id: str, val_fraction: float) -> bool:
-    """A stable split by id hash: a record stays on its side when the dataset grows."""
-    bucket = int(hashlib.sha256(record_id.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return bucket < val_fraction
 
 
 def code_spans(text: str) -> list[tuple[int, int]]:
@@ -282,7 +275,7 @@ class DistillDataModule(L.LightningDataModule):
 
     def filtered(self, records: list[dict]) -> list[dict]:
         """The records that pass the dataset's quality filter (as `distill generate` exports)."""
-        from distill.data.quality import filter_dataset, relax_quality
+        from distill.data.quality.checks import filter_dataset, relax_quality
 
         kept, drops, _ = filter_dataset(records, self.quality)
         if not kept:

@@ -1,8 +1,9 @@
 """The raw material of the templates: function specs, data structures, algorithmic problems, topics.
 
 Specs are written once, language-neutrally (signatures in Python type notation, rendered per
-language by `distill.data.languages`). Topic seeds frame a spec in a domain, so one spec yields many
-distinct prompts; the descriptions are our own wording, not copied from HumanEval or MBPP.
+language by `distill.data.instructions.languages`). Topic seeds frame a spec in a domain, so one
+spec yields many distinct prompts; the descriptions are our own wording, not copied from HumanEval
+or MBPP.
 """
 
 from __future__ import annotations

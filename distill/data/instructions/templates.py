@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.data.languages import LANGUAGES as LANGUAGE_TABLE
-from distill.data.mixture import mixture_quotas, quotas  # noqa: F401 (quotas: public API)
-from distill.data.prompts import POOLS, TASK_KINDS, render, render_snippet
-from distill.data.template_specs import ALGORITHMS, DATA_STRUCTURES, FUNCTION_SPECS, TOPICS
+from distill.data.instructions.languages import LANGUAGES as LANGUAGE_TABLE
+from distill.data.instructions.mixture import mixture_quotas, quotas  # noqa: F401 (quotas: public API)
+from distill.data.instructions.prompts import POOLS, TASK_KINDS, render, render_snippet
+from distill.data.instructions.specs import ALGORITHMS, DATA_STRUCTURES, FUNCTION_SPECS, TOPICS
 
 LANGUAGES = tuple(LANGUAGE_TABLE)
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -164,7 +164,7 @@ def load_snippets(path: str | Path, seed: int = 0, max_lines: int = 25) -> dict[
     A folder is searched recursively by file extension. Each snippet is cut to a seeded window of
     at most `max_lines` lines, as OSS-Instruct shows a short excerpt rather than a whole file.
     """
-    from distill.data.languages import alias_map
+    from distill.data.instructions.languages import alias_map
 
     path, aliases = Path(path), alias_map()
     rows: list[tuple[str, str]] = []

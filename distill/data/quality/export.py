@@ -16,8 +16,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.data.datamodule import is_validation
-from distill.data.quality import DROP_REASONS, filter_dataset
+from distill.data.quality.checks import DROP_REASONS, filter_dataset
+from distill.data.store import is_validation
 
 log = logging.getLogger(__name__)
 DICT_COLUMNS = ("usage", "checks")

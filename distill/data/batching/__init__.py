@@ -1,0 +1,1 @@
+"""How records become batches: encoding, the LightningDataModule and its samplers."""

@@ -1,0 +1,1 @@
+"""Asking the teacher: the requests, the ledger of what was paid for, progress."""

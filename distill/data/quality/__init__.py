@@ -1,0 +1,2 @@
+"""Quality control and export: code extraction and checks, dedup, decontamination, and the
+`datasets` folder."""
