@@ -26,7 +26,7 @@ from distill.data.instructions.templates import (
 )
 from distill.data.quality.validators import syntax_check
 
-PRESET = OmegaConf.load(Path(__file__).parents[2] / "conf" / "data" / "code_instruct_6lang.yaml")
+PRESET = OmegaConf.load(Path(__file__).parents[3] / "conf" / "data" / "code_instruct_6lang.yaml")
 AXES = [dict(PRESET.languages), dict(PRESET.task_kinds), dict(PRESET.difficulties)]
 
 

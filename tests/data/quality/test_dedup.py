@@ -20,7 +20,7 @@ from distill.data.quality.dedup import (
     shingles,
 )
 
-MBPP_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "mbpp"
+MBPP_DIR = Path(__file__).resolve().parents[4] / "shared" / "data" / "mbpp"
 needs_mbpp = pytest.mark.skipif(not MBPP_DIR.is_dir(), reason=f"no MBPP data at {MBPP_DIR}")
 
 LONG = """def summarize_orders(orders, currency="EUR"):

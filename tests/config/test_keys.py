@@ -16,7 +16,7 @@ from distill.losses import LOSSES
 from distill.losses.composite import RESERVED_KEYS
 from tests.conftest import CONF_DIR, compose_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GROUPS = "teacher|student|data|loss|hardware|train|eval|teacher_cache"
 # a key where it starts: not inside a longer name, a path or ${...}
 KEY = re.compile(rf"(?<![\w.$/-])(?:{GROUPS})\.[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*")

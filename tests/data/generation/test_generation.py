@@ -10,7 +10,7 @@ from distill.data.store import DatasetStore, read_records
 from distill.teachers.hf import HFTeacher
 from distill.testing import tiny_llama
 from tests.data.conftest import RECORD_FIELDS
-from tests.data.test_templates import MIXTURE
+from tests.data.instructions.test_templates import MIXTURE
 
 
 def test_generate_dataset_stores_every_answer_and_never_asks_twice(tmp_path, tokenizer):
