@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.training.test_resume import write_tiny_dataset
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,6 +46,7 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_the_readme_shows_one_loss_file_and_one_teacher_file_and_yaml():
     assert sorted(readme_files()) == [
+        "conf/loss/hellinger.yaml",
         "conf/teacher/canned.yaml",
         "distill/losses/hellinger.py",
         "distill/teachers/canned.py",
@@ -61,6 +64,22 @@ def test_the_new_loss_is_listed_and_keeps_the_contract(project):
     checked = run(project, "-c", code)
     assert checked.returncode == 0, checked.stderr[-2000:]
     assert 0 < float(checked.stdout.strip().removeprefix("tensor(").split(")")[0]) < 1
+
+
+@pytest.mark.slow
+def test_the_new_loss_preset_trains(project, tmp_path):
+    run_dir = tmp_path / "run"
+    out = run(
+        project,
+        *("-m", "distill", "train", "experiment=tiny_smoke", "loss=hellinger"),
+        f"data.dataset={write_tiny_dataset(tmp_path / 'data.jsonl')}",
+        *("train.max_steps=2", "train.val_every_n_steps=2", f"hydra.run.dir={run_dir}"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    config = (run_dir / ".hydra/config.yaml").read_text()
+    assert "components:\n    hellinger:\n      weight: 1.0\n" in config  # the preset, alone
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert 0 < metrics["train/loss_first"] < 1  # a squared Hellinger distance is in [0, 1]
 
 
 @pytest.mark.slow
