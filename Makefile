@@ -13,6 +13,11 @@ MBPP_DIR := $(wildcard $(abspath ../shared/data/mbpp))
 ifneq ($(MBPP_DIR),)
 export DISTILL_MBPP_PATH ?= $(MBPP_DIR)
 endif
+# HumanEval+ and MBPP+ (`eval=humaneval_plus`, `eval=mbpp_plus`) likewise.
+EVALPLUS_DIR := $(wildcard $(abspath ../shared/data/evalplus))
+ifneq ($(EVALPLUS_DIR),)
+export DISTILL_EVALPLUS_PATH ?= $(EVALPLUS_DIR)
+endif
 
 .PHONY: demo test test-fast lint clean-venv
 

@@ -184,14 +184,12 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
         )
     if e.samples and not Path(e.samples).is_file():
         problems.append(f"eval.samples={e.samples} does not exist: give a samples JSONL file")
-    if e.benchmark.startswith("mbpp") and e.mbpp_path:
-        from distill.evaluation.benchmarks import MBPP_FILES
+    from distill.evaluation.benchmarks import BENCHMARKS, get_benchmark
 
-        if not (Path(e.mbpp_path) / MBPP_FILES[e.benchmark]).is_file():
-            problems.append(
-                f"eval.mbpp_path={e.mbpp_path} has no {MBPP_FILES[e.benchmark]}: give the folder "
-                "holding MBPP's mbpp.jsonl and sanitized-mbpp.json"
-            )
+    if e.benchmark not in BENCHMARKS.names():
+        problems.append(f"eval.benchmark={e.benchmark!r}: {BENCHMARKS.miss_message(e.benchmark)}")
+    else:
+        problems += get_benchmark(e.benchmark).check_data(e.data_path)
     if e.backend == "vllm" and not e.samples:
         from distill.evaluation.vllm_backend import vllm_problems
 

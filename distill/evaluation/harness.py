@@ -11,7 +11,7 @@ from typing import Any
 
 from distill.config import EvalConfig
 from distill.errors import UserError
-from distill.evaluation.benchmarks import Problem, load_problems
+from distill.evaluation.benchmarks import BENCHMARKS, Problem, load_problems
 from distill.evaluation.generation import Sampling, iter_generate
 from distill.evaluation.prompts import (
     POSTPROCESS_VERSION,
@@ -74,7 +74,7 @@ def evaluate_model(
     """
     ecfg = validate_eval_config(cfg)
     files = eval_files(out_dir, label, ecfg.benchmark)
-    problems = load_problems(ecfg.benchmark, ecfg.limit, ecfg.mbpp_path)
+    problems = load_problems(ecfg.benchmark, ecfg.limit, ecfg.data_path)
     logger.info(
         "Evaluating %s on %d %s problems (%d samples each, %s prompts).",
         label,
@@ -131,7 +131,7 @@ def score_samples_file(path: Path, cfg: Any, out_dir: Path) -> dict[str, Any]:
     """
     path = Path(path)
     ecfg = validate_eval_config(cfg, samples=str(path))
-    problems = load_problems(ecfg.benchmark, None, ecfg.mbpp_path)
+    problems = load_problems(ecfg.benchmark, None, ecfg.data_path)
     by_id = {p.task_id: p for p in problems}
     loaded = load_samples(path)
     unknown = sorted({task_id for task_id, _, _ in loaded if task_id not in by_id})
@@ -139,7 +139,7 @@ def score_samples_file(path: Path, cfg: Any, out_dir: Path) -> dict[str, Any]:
         raise UserError(
             f"eval.samples={path}: {len(unknown)} task ids are not {ecfg.benchmark} test problems "
             f"(e.g. {', '.join(unknown[:3])}); choose the matching benchmark "
-            "(eval=humaneval, eval=mbpp or eval=mbpp_sanitized)"
+            f"({', '.join(f'eval={name}' for name in BENCHMARKS.names())})"
         )
     counts: dict[str, int] = {}
     samples = []

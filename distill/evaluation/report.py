@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from distill.evaluation.benchmarks import BENCHMARKS, get_benchmark
 from distill.evaluation.intervals import paired_permutation_test
 
 # Scores beside the benchmark's pass@1: (metrics key, column title, format).
@@ -12,7 +13,6 @@ HELDOUT_COLUMNS = (
     ("ce", "CE on held-out teacher answers (nats/token)", "{:.3f}"),
     ("top1_agreement", "top-1 agreement with teacher", "{:.1%}"),
 )
-BENCHMARK_TITLES = {"humaneval": "HumanEval", "mbpp": "MBPP", "mbpp_sanitized": "MBPP sanitized"}
 # Rows of the W&B samples table; past this many, the table holds the first ones (logged).
 WANDB_TABLE_ROWS = 1000
 WANDB_COLUMNS = ("task_id", "sample", "code", "passed", "result", "reason", "strict_passed")
@@ -23,7 +23,7 @@ def comparison_table(
 ) -> str:
     """A Markdown table: one row per model, its pass@1 on `benchmark` with the 95% interval over
     problems, then the held-out scores ("-" where a score is missing)."""
-    bench = BENCHMARK_TITLES.get(benchmark, benchmark)
+    bench = benchmark_title(benchmark)
     header = [title, f"{bench} pass@1 [95% CI]"] + [label for _, label, _ in HELDOUT_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, scores in rows.items():
@@ -33,6 +33,11 @@ def comparison_table(
             cells.append(fmt.format(value) if isinstance(value, int | float) else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def benchmark_title(benchmark: str) -> str:
+    """How tables name ``benchmark`` (its own name when it is not registered)."""
+    return get_benchmark(benchmark).title if benchmark in BENCHMARKS.names() else benchmark
 
 
 def pass_cell(scores: Mapping[str, Any], key: str) -> str:

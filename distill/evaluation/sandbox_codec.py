@@ -12,6 +12,7 @@ is loaded by path inside the sandbox worker, so it must import nothing outside t
 from __future__ import annotations
 
 import collections
+import hashlib
 from typing import Any
 
 MAX_DEPTH = 100
@@ -25,21 +26,53 @@ class CodecError(ValueError):
     """A value that is not plain builtin data, or a malformed encoding."""
 
 
-def encode_value(value: Any) -> Any:
+class TooLarge(CodecError):
+    """A value with more items than the encoder may send (its digest can go instead)."""
+
+
+class Digest:
+    """A value that came back as its :func:`digest_value` only (it was too large to send).
+
+    A plain class: this file is loaded by path in the sandbox, where dataclasses cannot resolve
+    their module.
+    """
+
+    __slots__ = ("sha256",)
+
+    def __init__(self, sha256: str) -> None:
+        self.sha256 = sha256
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Digest) and other.sha256 == self.sha256
+
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
+    def __repr__(self) -> str:
+        return f"Digest({self.sha256[:12]}...)"
+
+    @staticmethod
+    def of(value: Any) -> Digest:
+        return value if isinstance(value, Digest) else Digest(digest_value(value))
+
+
+def encode_value(value: Any, max_items: int = MAX_ITEMS) -> Any:
     """Encode a plain builtin value as JSON-ready tagged lists.
 
     Raises:
-        CodecError: For any other type (named in the message), too deep a nesting or too many
-            items.
+        CodecError: For any other type (named in the message), too deep a nesting or more than
+            ``max_items`` items.
     """
-    budget = [MAX_ITEMS]
+    budget = [max_items]
     return _encode(value, 0, budget)
 
 
 def _encode(v: Any, depth: int, budget: list[int]) -> Any:
     budget[0] -= 1
-    if depth > MAX_DEPTH or budget[0] < 0:
-        raise CodecError("value too deep or too large")
+    if budget[0] < 0:
+        raise TooLarge("value too large")
+    if depth > MAX_DEPTH:
+        raise CodecError("value too deep")
     t = type(v)
     if v is None:
         return ["N"]
@@ -52,8 +85,14 @@ def _encode(v: Any, depth: int, budget: list[int]) -> Any:
     if t is complex:
         return ["c", float.hex(v.real), float.hex(v.imag)]
     if t is str:
+        budget[0] -= len(v) // 64  # a long text weighs as much as many items
+        if budget[0] < 0:
+            raise TooLarge("value too large")
         return ["s", str.__str__(v)]
     if t is bytes or t is bytearray:
+        budget[0] -= len(v) // 32
+        if budget[0] < 0:
+            raise TooLarge("value too large")
         return ["y" if t is bytes else "Y", bytes.hex(bytes(v))]
     if t is list or t is tuple or t is set or t is frozenset:
         tag = {list: "l", tuple: "t", set: "S", frozenset: "F"}[t]
@@ -105,3 +144,57 @@ def _decode(d: Any, depth: int) -> Any:
         if tag in kinds:
             return kinds[tag](_decode(x, depth + 1) for x in rest[0])
     raise CodecError("malformed value")
+
+
+def digest_value(value: Any) -> str:
+    """A sha256 of ``value`` that equal values share, for outputs too large to send.
+
+    Values Python calls equal digest alike where it matters for test outputs: ``bool``, ``int``
+    and integral ``float`` (``1 == 1.0 == True``), ``bytes`` and ``bytearray``, ``set`` and
+    ``frozenset`` (in any order), ``dict`` and its standard subclasses (in any order); ``list``
+    and ``tuple`` stay apart, as ``[1] != (1,)``.
+
+    Raises:
+        CodecError: For a value that is not plain builtin data.
+    """
+    h = hashlib.sha256()
+    _feed(h, value, 0)
+    return h.hexdigest()
+
+
+def _feed(h: Any, v: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CodecError("value too deep")
+    t = type(v)
+    if v is None:
+        h.update(b"N;")
+    elif t is bool or t is int:
+        h.update(b"i%x;" % int(v))
+    elif t is float:
+        if v.is_integer():
+            h.update(b"i%x;" % int(v))
+        else:
+            h.update(b"f" + float.hex(v).encode() + b";")
+    elif t is complex:
+        if v.imag == 0:
+            _feed(h, v.real, depth)
+        else:
+            h.update(b"c" + f"{float.hex(v.real)},{float.hex(v.imag)}".encode() + b";")
+    elif t is str:
+        data = str.encode(v, "utf-8", "surrogatepass")
+        h.update(b"s%d:" % len(data) + data)
+    elif t is bytes or t is bytearray:
+        h.update(b"y%d:" % len(v) + bytes(v))
+    elif t is list or t is tuple:
+        h.update(b"l[" if t is list else b"t[")
+        for x in v:
+            _feed(h, x, depth + 1)
+        h.update(b"]")
+    elif t is set or t is frozenset:
+        items = sorted(digest_value(x) for x in v)
+        h.update(b"S[" + "".join(items).encode() + b"]")
+    elif t is dict or t in _DICT_LIKE:
+        items = sorted(digest_value(k) + digest_value(x) for k, x in dict.items(v))
+        h.update(b"d[" + "".join(items).encode() + b"]")
+    else:
+        raise CodecError(f"{t.__name__} is not a plain builtin value")

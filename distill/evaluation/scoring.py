@@ -16,7 +16,7 @@ from typing import Any
 
 from distill.config import EvalConfig
 from distill.evaluation import execution
-from distill.evaluation.benchmarks import Problem
+from distill.evaluation.benchmarks import BENCHMARKS, Problem, get_benchmark
 from distill.evaluation.intervals import bootstrap_interval
 from distill.evaluation.passk import mean_pass_at_k, pass_at_k
 
@@ -45,6 +45,8 @@ def score(
         ``reason``, ``strict_passed``, ``strict_reason`` and ``strict_detail``; and the metrics of
         :func:`pass_metrics` plus the sandbox isolation in effect.
     """
+    benchmark = problems[0].benchmark if problems else cfg.benchmark
+    bench = get_benchmark(benchmark)
     by_id = {p.task_id: p for p in problems}
     order = {p.task_id: i for i, p in enumerate(problems)}
     samples = sorted(samples, key=lambda s: (order[s["task_id"]], s.get("sample", 0)))
@@ -55,10 +57,12 @@ def score(
         samples, outcomes["compatible"], outcomes["strict"], strict=True
     ):
         checked = strict.reason != "not_strict"
+        parts = {f"{part}_passed": compat.parts.get(part, False) for part in bench.parts}
         rows.append(
             {
                 **sample,
                 "passed": compat.passed,
+                **parts,
                 "result": compat.result,
                 "reason": compat.reason,
                 "strict_passed": strict.passed if checked else None,
@@ -69,7 +73,6 @@ def score(
     lost = sum(r["reason"] == "sandbox_error" for r in rows)
     if lost:  # the sandbox's fault, not the samples': the score undercounts
         logger.warning("%d samples were lost to sandbox errors and count as failed; rerun.", lost)
-    benchmark = problems[0].benchmark if problems else "humaneval"
     metrics = pass_metrics(benchmark, rows, cfg.k)
     ran = [o.isolation for o in outcomes["compatible"] if o.isolation]
     metrics[f"eval/{benchmark}/isolation"] = ran[0] if ran else execution.sandbox_isolation()
@@ -91,6 +94,7 @@ def pass_metrics(
         per_task[row["task_id"]].append(row)
     n = [len(r) for r in per_task.values()]
     correct = [sum(bool(x["passed"]) for x in r) for r in per_task.values()]
+    parts = get_benchmark(benchmark).parts if benchmark in BENCHMARKS.names() else ()
     checked = [r for r in per_task.values() if all(x["strict_passed"] is not None for x in r)]
     strict_n = [len(r) for r in checked]
     strict_correct = [sum(bool(x["strict_passed"]) for x in r) for r in checked]
@@ -103,6 +107,14 @@ def pass_metrics(
         per_problem = [pass_at_k(ni, ci, k) for ni, ci in zip(n, correct, strict=True)]
         low, high = bootstrap_interval(per_problem)
         metrics[f"{prefix}/pass@{k}/ci95_low"], metrics[f"{prefix}/pass@{k}/ci95_high"] = low, high
+        for part in parts:  # e.g. EvalPlus's base tests alone and base + plus
+            part_correct = [
+                sum(bool(x.get(f"{part}_passed")) for x in r) for r in per_task.values()
+            ]
+            key = f"{prefix}/{part}/pass@{k}"
+            metrics[key] = mean_pass_at_k(n, part_correct, k)
+            scores = [pass_at_k(ni, ci, k) for ni, ci in zip(n, part_correct, strict=True)]
+            metrics[f"{key}/ci95_low"], metrics[f"{key}/ci95_high"] = bootstrap_interval(scores)
         if checked:
             metrics[f"{prefix}/strict/pass@{k}"] = mean_pass_at_k(strict_n, strict_correct, k)
     metrics[f"{prefix}/num_problems"] = len(per_task)
@@ -142,5 +154,5 @@ def execute(
         cache_dir=cache_dir,
         progress=progress,
         # The benchmark files hold the reference solutions: out of the programs' sight.
-        hide=[str(Path(cfg.mbpp_path).resolve())] if cfg.mbpp_path else None,
+        hide=get_benchmark(cfg.benchmark).hidden_paths(cfg.data_path) or None,
     )

@@ -62,20 +62,12 @@ class StrictTests:
     cases: tuple[StrictCase, ...]
 
 
-def strict_tests(problem: Any) -> StrictTests | None:
-    """The strict form of ``problem``'s tests, or None if it is not strict-scorable."""
-    benchmark = getattr(problem, "benchmark", "humaneval")
-    return _parse(benchmark, problem.test, problem.entry_point)
-
-
 @functools.lru_cache(maxsize=4096)
-def _parse(benchmark: str, test: str, entry_point: str) -> StrictTests | None:
-    try:
-        module = ast.parse(test)
-    except SyntaxError:
+def check_function_tests(test: str, entry_point: str) -> StrictTests | None:
+    """The strict form of HumanEval-style tests (a ``check(candidate)`` function), or None."""
+    module = _module(test)
+    if module is None:
         return None
-    if benchmark != "humaneval":
-        return _cases(module.body, entry_point, entry_point)
     checks = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"]
     if len(checks) != 1 or len(checks[0].args.args) != 1:
         return None
@@ -83,6 +75,20 @@ def _parse(benchmark: str, test: str, entry_point: str) -> StrictTests | None:
     if not all(isinstance(n, harmless) for n in module.body):
         return None
     return _cases(checks[0].body, checks[0].args.args[0].arg, entry_point)
+
+
+@functools.lru_cache(maxsize=4096)
+def assert_line_tests(test: str, entry_point: str) -> StrictTests | None:
+    """The strict form of MBPP-style tests (assert lines calling ``entry_point``), or None."""
+    module = _module(test)
+    return None if module is None else _cases(module.body, entry_point, entry_point)
+
+
+def _module(test: str) -> ast.Module | None:
+    try:
+        return ast.parse(test)
+    except SyntaxError:
+        return None
 
 
 def _cases(body: list[ast.stmt], fname: str, entry: str) -> StrictTests | None:

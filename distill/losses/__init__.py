@@ -4,9 +4,6 @@ Every non-underscore module in this package is imported here, so a new file with
 `@register_loss("name")` class is found with no other change.
 """
 
-import importlib
-import pkgutil
-
 from distill.losses.base import (
     IGNORE_INDEX,
     LOSSES,
@@ -16,10 +13,9 @@ from distill.losses.base import (
     register_loss,
 )
 from distill.losses.composite import CompositeLoss, build_loss, check_loss_config
+from distill.registry import import_submodules
 
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_submodules(__name__, __path__)
 
 __all__ = [
     "IGNORE_INDEX",

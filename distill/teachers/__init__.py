@@ -4,9 +4,7 @@ Every non-underscore module in this package is imported here, so a new file with
 `@register_teacher("kind")` class is found with no other change.
 """
 
-import importlib
-import pkgutil
-
+from distill.registry import import_submodules
 from distill.teachers.base import (
     CAPABILITIES,
     TEACHERS,
@@ -21,9 +19,7 @@ from distill.teachers.base import (
     register_teacher,
 )
 
-for _module in pkgutil.iter_modules(__path__):
-    if not _module.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_module.name}")
+import_submodules(__name__, __path__)
 
 __all__ = [
     "CAPABILITIES",

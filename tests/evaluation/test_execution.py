@@ -222,7 +222,7 @@ def test_humaneval_canonical_solutions_pass_in_both_modes() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not MBPP_DIR.exists(), reason="needs ../shared/data/mbpp")
 def test_mbpp_reference_solutions() -> None:
-    problems = load_problems("mbpp", mbpp_path=MBPP_DIR)
+    problems = load_problems("mbpp", data_path=MBPP_DIR)
     by_id = {p.task_id: p for p in problems}
     samples = [(p.task_id, p.canonical_solution) for p in problems]
     compatible = score_samples(by_id, samples, timeout_s=20.0, progress=False)

@@ -82,12 +82,11 @@ def test_evaluate_model_accepts_omegaconf(tiny_llama, char_tokenizer, tmp_path) 
 
 
 def test_validate_reports_every_error() -> None:
-    cfg = replace(EvalCfg(), benchmark="apps", prompt_format="raw", k=[1, 5], workers=0)
+    cfg = replace(EvalCfg(), prompt_format="raw", k=[1, 5], workers=0)
     with pytest.raises(ValueError) as info:
         validate_eval_config(cfg)
     message = str(info.value)
     for fragment in (
-        "allowed: humaneval, mbpp, mbpp_sanitized",
         "allowed: chat, completion",
         "eval.k=",
         "eval.workers=",
@@ -96,7 +95,7 @@ def test_validate_reports_every_error() -> None:
 
 
 def test_unknown_benchmark_fails_before_generation(char_tokenizer, tmp_path) -> None:
-    with pytest.raises(ValueError, match="allowed: humaneval, mbpp"):
+    with pytest.raises(UserError, match="benchmark 'apps' is not registered.*humaneval, mbpp"):
         evaluate_model(None, char_tokenizer, EvalCfg(benchmark="apps"), tmp_path, "x")
     assert not any(tmp_path.iterdir())
 
@@ -177,7 +176,7 @@ def test_other_settings_move_old_samples_aside(tiny_llama, char_tokenizer, tmp_p
 @pytest.mark.parametrize("prompt_format", ["completion", "chat"])
 def test_evaluate_model_on_mbpp(tiny_llama, char_tokenizer, tmp_path, prompt_format) -> None:
     cfg = EvalCfg(benchmark="mbpp", prompt_format=prompt_format, limit=2)
-    cfg.mbpp_path = str(MBPP_DIR)
+    cfg.data_path = str(MBPP_DIR)
     metrics = evaluate_model(tiny_llama, char_tokenizer, cfg, tmp_path, "m")
     samples = _lines(tmp_path / "m_mbpp_samples.jsonl")
     assert [s["task_id"] for s in samples] == ["Mbpp/11", "Mbpp/12"]
@@ -234,7 +233,7 @@ def test_evalplus_solutions_for_mbpp(tmp_path) -> None:
     problems = load_problems("mbpp", 3, MBPP_DIR)
     rows = [{"task_id": p.task_id, "solution": p.canonical_solution} for p in problems]
     cfg = EvalCfg(benchmark="mbpp")
-    cfg.mbpp_path = str(MBPP_DIR)
+    cfg.data_path = str(MBPP_DIR)
     metrics = score_samples_file(_write(tmp_path / "s.jsonl", rows), cfg, tmp_path)
     assert metrics["eval/mbpp/pass@1"] == 1.0 and metrics["eval/mbpp/num_problems"] == 3
 
@@ -271,11 +270,17 @@ def test_eval_config_checks_paths(tmp_path) -> None:
     overrides = [
         f"eval.samples={tmp_path / 'none.jsonl'}",
         "eval=mbpp",
-        f"eval.mbpp_path={tmp_path}",
+        f"eval.data_path={tmp_path}",
     ]
     with pytest.raises(ConfigError) as info:
         validate(compose_config("eval", overrides), *stage_checks("eval"))
     assert "eval.samples=" in str(info.value) and "has no mbpp.jsonl" in str(info.value)
+
+
+def test_eval_config_names_an_unknown_benchmark() -> None:
+    with pytest.raises(ConfigError, match="eval.benchmark='humaneval_pluss'.*closest"):
+        cfg = compose_config("eval", ["eval.benchmark=humaneval_pluss"])
+        validate(cfg, *stage_checks("eval"))
 
 
 def test_eval_app_scores_samples_and_logs_a_wandb_table(tmp_path, monkeypatch) -> None:
@@ -366,10 +371,10 @@ MBPP_STRICT_CHECKED = {"mbpp": 499, "mbpp_sanitized": 241}
 @needs_mbpp
 @pytest.mark.parametrize("benchmark", ["mbpp", "mbpp_sanitized"])
 def test_mbpp_reference_solutions(benchmark, tmp_path) -> None:
-    problems = load_problems(benchmark, mbpp_path=MBPP_DIR)
+    problems = load_problems(benchmark, data_path=MBPP_DIR)
     rows = [{"task_id": p.task_id, "solution": p.canonical_solution} for p in problems]
     cfg = EvalCfg(benchmark=benchmark, timeout_s=10.0)
-    cfg.mbpp_path = str(MBPP_DIR)
+    cfg.data_path = str(MBPP_DIR)
     metrics = score_samples_file(_write(tmp_path / "reference.jsonl", rows), cfg, tmp_path)
     results = _lines(tmp_path / f"reference_{benchmark}_results.jsonl")
     assert len(results) == {"mbpp": 500, "mbpp_sanitized": 257}[benchmark]

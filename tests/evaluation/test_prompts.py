@@ -2,19 +2,21 @@ import pytest
 
 from distill.config import EvalConfig
 from distill.evaluation.benchmarks import Problem, load_humaneval, load_problems, mbpp_records
-from distill.evaluation.execution import build_program, run_programs
-from distill.evaluation.prompts import (
-    MBPP_SHOTS,
-    POSTPROCESS_VERSION,
-    STOP_SEQUENCES,
-    build_prompt,
+from distill.evaluation.benchmarks.humaneval import STOP_SEQUENCES
+from distill.evaluation.benchmarks.mbpp import MBPP_SHOTS
+from distill.evaluation.code_text import (
     chat_completion,
     extract_code,
+    strip_test_code,
+    truncate_at_stop,
+)
+from distill.evaluation.execution import build_program, run_programs
+from distill.evaluation.prompts import (
+    POSTPROCESS_VERSION,
+    build_prompt,
     postprocess,
     sample_key,
     stop_sequences,
-    strip_test_code,
-    truncate_at_stop,
 )
 from distill.evaluation.scoring import score
 
@@ -41,7 +43,7 @@ PROBLEMS = load_humaneval(8)
     ],
 )
 def test_truncate_at_stop(raw: str, expected: str) -> None:
-    assert truncate_at_stop(raw) == expected
+    assert truncate_at_stop(raw, STOP_SEQUENCES) == expected
 
 
 def test_completion_prompt_is_raw_prompt(char_tokenizer) -> None:
@@ -161,7 +163,7 @@ def test_mbpp_completion_prompt_layout(char_tokenizer) -> None:
     assert "[BEGIN]\ndef similar_elements(test_tup1, test_tup2):\n" in prompt
     expected_tail = (
         f"{intro}{problem.prompt} Your code should pass these tests:\n\n"
-        + "\n".join(problem.asserts)
+        + "\n".join(problem.test.splitlines())
         + "\n[BEGIN]\n"
     )
     assert prompt.endswith(expected_tail)
@@ -176,7 +178,7 @@ def test_mbpp_chat_prompt_holds_task_and_asserts(char_tokenizer) -> None:
     problem = MBPP[1]
     text = build_prompt(problem, char_tokenizer, "chat")
     assert text.startswith("<|im_start|>user\n") and text.endswith("<|im_start|>assistant\n")
-    assert problem.prompt in text and all(a in text for a in problem.asserts)
+    assert problem.prompt in text and all(a in text for a in problem.test.splitlines())
     assert "[BEGIN]" not in text and "```python" in text
 
 

@@ -8,9 +8,9 @@ import math
 import pytest
 
 from distill.evaluation.benchmarks import Problem, load_problems
-from distill.evaluation.execution import classify
+from distill.evaluation.execution import classify, strict_tests
 from distill.evaluation.sandbox_codec import CodecError, decode_value, encode_value
-from distill.evaluation.strict import StrictCase, check_case, strict_equal, strict_tests
+from distill.evaluation.strict import StrictCase, check_case, strict_equal
 
 NOT_STRICT_HUMANEVAL = [
     "HumanEval/32", "HumanEval/33", "HumanEval/37", "HumanEval/38", "HumanEval/44",

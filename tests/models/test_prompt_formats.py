@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 from distill.data.batching.datamodule import IGNORE_INDEX, collate, encode
 from distill.errors import ConfigError
 from distill.evaluation.benchmarks import load_problems
-from distill.evaluation.prompts import CHAT_INSTRUCTION, build_prompt
+from distill.evaluation.benchmarks.humaneval import CHAT_INSTRUCTION
+from distill.evaluation.prompts import build_prompt
 from distill.models.loading import load_student_tokenizer
 from distill.models.prompt_formats import (
     adapter_prompt_format,

@@ -32,7 +32,7 @@ def load(benchmark: str) -> list:
 
     if benchmark == "humaneval":
         return load_problems("humaneval")
-    return load_problems("mbpp", mbpp_path=MBPP_DIR.resolve())
+    return load_problems("mbpp", data_path=MBPP_DIR.resolve())
 
 
 def child_ours(args: argparse.Namespace) -> dict:
