@@ -25,7 +25,7 @@ import yaml
 from distill.errors import UserError
 
 METRICS_FILE = "metrics.json"
-PASS_AT_K = re.compile(r"^eval/[^/]+/(strict/)?pass@\d+$")
+PASS_AT_K = re.compile(r"^eval/[^/]+/(strict/|base/|plus/)?pass@\d+$")
 # Metrics where lower is better (a loss, a divergence); every other metric sorts high first.
 LOWER_IS_BETTER = re.compile(r"(^|/)(kl|ce|nll|ppl|perplexity|loss\w*|\w*_loss)$")
 ORDERS = ("auto", "asc", "desc", "none")

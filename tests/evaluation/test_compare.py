@@ -40,6 +40,8 @@ def runs(tmp_path: Path) -> list[Path]:
             "eval/humaneval/pass@1": 0.25,
             "eval/humaneval/strict/pass@1": 0.2,
             "eval/humaneval/pass@10": 0.5,
+            "eval/humaneval_plus/base/pass@1": 0.3,
+            "eval/humaneval_plus/base/pass@1/ci95_low": 0.1,
             "eval/humaneval/isolation": "netns",
             "train/loss_last": 1.5,
         },
@@ -67,11 +69,12 @@ def test_default_metrics_are_pass_at_k_in_order(runs) -> None:
         "eval/humaneval/pass@1",
         "eval/humaneval/pass@10",
         "eval/humaneval/strict/pass@1",
+        "eval/humaneval_plus/base/pass@1",  # a benchmark's test set on its own
         "eval/mbpp/pass@1",
     ]
     rows = table_rows(load_runs(runs), keys)
-    assert rows[1] == ["baseline", "25.0%", "50.0%", "20.0%", "-"]
-    assert rows[3] == ["loss=kl", "10.0%", "-", "-", "30.0%"]
+    assert rows[1] == ["baseline", "25.0%", "50.0%", "20.0%", "30.0%", "-"]
+    assert rows[3] == ["loss=kl", "10.0%", "-", "-", "-", "30.0%"]
 
 
 def test_compare_writes_markdown_csv_and_png(runs, tmp_path) -> None:

@@ -1,0 +1,204 @@
+"""distill's HumanEval+ / MBPP+ scoring beside the real ``evalplus`` 0.3.1: verdicts and speed.
+
+Both score the same samples files (EvalPlus's format: every problem present; ``completion`` or
+``solution``), each run in its own process, one after the other, ground truth warm (computed by a
+first, untimed run of each). Per sample, the base and plus verdicts are compared; every
+disagreement is written out with both tools' verdicts, so that it can be explained. evalplus
+lives in its own virtual environment (it pins other versions than distill):
+
+    python3 -m venv /tmp/evalplus-venv && /tmp/evalplus-venv/bin/pip install evalplus==0.3.1
+    python experiments/performance/evalplus/run.py \\
+        --evalplus-python /tmp/evalplus-venv/bin/python \\
+        --samples humaneval_plus=FILE --samples mbpp_plus=FILE [--workers 2 3] [--repeats 2]
+
+It writes ``agreement.csv``, ``disagreements.csv``, ``speed.csv`` and ``results.md`` beside this
+file (each with the commit, date, machine and command) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+DATA = ROOT.parent / "shared" / "data" / "evalplus"
+# distill's benchmark name -> (evalplus's --dataset, its override variable, the data file)
+DATASETS = {
+    "humaneval_plus": ("humaneval", "HUMANEVAL_OVERRIDE_PATH", "HumanEvalPlus-v0.1.10.jsonl.gz"),
+    "mbpp_plus": ("mbpp", "MBPP_OVERRIDE_PATH", "MbppPlus-v0.2.0.jsonl.gz"),
+}
+
+
+def run_evalplus(
+    python: str, bench: str, samples: Path, workers: int, cache: Path
+) -> tuple[float, dict]:
+    """Seconds and ``{(task_id, index): (base, plus)}`` of one ``evalplus.evaluate`` run."""
+    dataset, variable, file = DATASETS[bench]
+    with tempfile.TemporaryDirectory() as tmp:  # it writes its results beside the samples
+        copy = Path(tmp) / "samples.jsonl"
+        shutil.copy(samples, copy)
+        env = {**os.environ, variable: str(DATA / file), "XDG_CACHE_HOME": str(cache)}
+        command = [python, "-m", "evalplus.evaluate", "--dataset", dataset, "--samples", str(copy)]
+        start = time.perf_counter()
+        subprocess.run([*command, "--parallel", str(workers)], env=env, check=True,
+                       capture_output=True)  # fmt: skip
+        seconds = time.perf_counter() - start
+        results = json.loads((Path(tmp) / "samples_eval_results.json").read_text())
+    verdicts = {}
+    for task_id, rows in results["eval"].items():
+        for index, row in enumerate(rows):
+            base = row["base_status"] == "pass"
+            verdicts[(task_id, index)] = (base, base and row["plus_status"] == "pass")
+    return seconds, verdicts
+
+
+def run_distill(bench: str, samples: Path, workers: int, cache: Path) -> tuple[float, dict]:
+    """Seconds and verdicts of one ``distill eval eval=<bench> eval.samples=FILE`` run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "DISTILL_EVALPLUS_PATH": str(DATA), "DISTILL_CACHE": str(cache)}
+        command = [
+            sys.executable, "-m", "distill", "eval", f"eval={bench}", f"eval.samples={samples}",
+            f"eval.workers={workers}", f"hydra.run.dir={tmp}", "logger=csv",
+        ]  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(command, env=env, check=True, capture_output=True, cwd=ROOT)
+        seconds = time.perf_counter() - start
+        (results,) = Path(tmp, "eval").glob("*_results.jsonl")
+        rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    verdicts, seen = {}, {}
+    for row in rows:
+        index = seen[row["task_id"]] = seen.get(row["task_id"], -1) + 1
+        verdicts[(row["task_id"], index)] = (row["base_passed"], row["plus_passed"])
+    return seconds, verdicts
+
+
+def provenance(argv: list[str]) -> dict[str, str]:
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    return {
+        "commit": commit,
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{cpu}, {os.cpu_count()} cores, no GPU",
+        "command": "python experiments/performance/evalplus/run.py " + " ".join(argv),
+    }
+
+
+def write_csv(path: Path, rows: list[dict], meta: dict[str, str]) -> None:
+    rows = [{**row, **meta} for row in rows]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else list(meta))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--evalplus-python", required=True)
+    parser.add_argument("--samples", action="append", required=True, help="BENCHMARK=FILE")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args(argv)
+    meta = provenance(argv)
+    agreement, disagreements, speed = [], [], []
+    with tempfile.TemporaryDirectory() as caches:
+        ours_cache, theirs_cache = Path(caches, "distill"), Path(caches, "evalplus")
+        for spec in args.samples:
+            bench, file = spec.split("=", 1)
+            samples = Path(file).resolve()
+            # Untimed first runs: each tool computes its expected outputs once.
+            _, ours = run_distill(bench, samples, args.workers[0], ours_cache)
+            _, theirs = run_evalplus(
+                args.evalplus_python, bench, samples, args.workers[0], theirs_cache
+            )
+            agreement.append(agree(bench, samples, ours, theirs, disagreements))
+            for repeat in range(args.repeats):  # interleaved, so drift hits both alike
+                for workers in args.workers:
+                    t_ours, _ = run_distill(bench, samples, workers, ours_cache)
+                    t_theirs, _ = run_evalplus(
+                        args.evalplus_python, bench, samples, workers, theirs_cache
+                    )
+                    for tool, seconds in (("distill", t_ours), ("evalplus 0.3.1", t_theirs)):
+                        speed.append({"benchmark": bench, "samples": samples.name, "n": len(ours),
+                                      "tool": tool, "workers": workers, "repeat": repeat,
+                                      "seconds": round(seconds, 2)})  # fmt: skip
+    write_csv(HERE / "agreement.csv", agreement, meta)
+    write_csv(HERE / "disagreements.csv", disagreements, meta)
+    write_csv(HERE / "speed.csv", speed, meta)
+    text = tables(agreement, speed, meta)
+    (HERE / "results.md").write_text(text)
+    print(text)
+
+
+def agree(bench: str, samples: Path, ours: dict, theirs: dict, out: list[dict]) -> dict:
+    if set(ours) != set(theirs):
+        raise SystemExit(f"{samples}: the tools scored different samples")
+    for key in sorted(ours):
+        if ours[key] != theirs[key]:
+            out.append({
+                "benchmark": bench, "samples": samples.name, "task_id": key[0], "index": key[1],
+                "distill_base": ours[key][0], "distill_plus": ours[key][1],
+                "evalplus_base": theirs[key][0], "evalplus_plus": theirs[key][1],
+            })  # fmt: skip
+    n = len(ours)
+    return {
+        "benchmark": bench, "samples": samples.name, "n": n,
+        "base_pass_distill": sum(v[0] for v in ours.values()),
+        "base_pass_evalplus": sum(v[0] for v in theirs.values()),
+        "plus_pass_distill": sum(v[1] for v in ours.values()),
+        "plus_pass_evalplus": sum(v[1] for v in theirs.values()),
+        "agree": sum(ours[k] == theirs[k] for k in ours),
+        "agree_pct": round(100 * sum(ours[k] == theirs[k] for k in ours) / n, 2),
+    }  # fmt: skip
+
+
+def tables(agreement: list[dict], speed: list[dict], meta: dict[str, str]) -> str:
+    lines = [
+        f"Commit {meta['commit']}, {meta['date']}, {meta['machine']}.",
+        f"Command: `{meta['command']}`",
+        "",
+        "| benchmark | samples | n | base pass (distill / evalplus) "
+        "| plus pass (distill / evalplus) | verdicts agree |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in agreement:
+        lines.append(
+            f"| {a['benchmark']} | {a['samples']} | {a['n']} | {a['base_pass_distill']} / "
+            f"{a['base_pass_evalplus']} | {a['plus_pass_distill']} / {a['plus_pass_evalplus']} | "
+            f"{a['agree']}/{a['n']} ({a['agree_pct']}%) |"
+        )
+    lines += ["", "| benchmark | samples | workers | distill (s) | evalplus 0.3.1 (s) | speed-up |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for s in speed:
+        groups.setdefault((s["benchmark"], s["samples"], s["workers"]), {}).setdefault(
+            s["tool"], []
+        ).append(s["seconds"])
+    for (bench, samples, workers), times in groups.items():
+        ours, theirs = min(times["distill"]), min(times["evalplus 0.3.1"])
+        ratio = theirs / ours
+        lines.append(
+            f"| {bench} | {samples} | {workers} | {ours:.1f} | {theirs:.1f} | {ratio:.2f}x |"
+        )
+    lines.append("\nTimes are the best of the repeats, ground truth warm for both tools.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
