@@ -44,10 +44,12 @@ def run(project: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_the_readme_shows_one_loss_file_and_one_teacher_file_and_yaml():
+def test_the_readme_shows_a_loss_a_teacher_and_a_benchmark_with_their_yamls():
     assert sorted(readme_files()) == [
+        "conf/eval/my_problems.yaml",
         "conf/loss/hellinger.yaml",
         "conf/teacher/canned.yaml",
+        "distill/evaluation/benchmarks/my_problems.py",
         "distill/losses/hellinger.py",
         "distill/teachers/canned.py",
     ]
@@ -94,3 +96,31 @@ def test_the_new_teacher_generates_a_dataset(project, tmp_path):
     rows = [json.loads(line) for line in (run_dir / "data/dataset.jsonl").open()]
     assert len(rows) == 3 and {r["teacher"] for r in rows} == {"canned"}
     assert {r["code"] for r in rows} == {"def identity(x):\n    return x"}
+
+
+@pytest.mark.slow
+def test_the_new_benchmark_scores_its_own_problems(project, tmp_path):
+    from distill.evaluation.benchmarks import load_humaneval
+
+    problems = load_humaneval(3)
+    mine = [
+        {"task_id": f"Mine/{i}", "prompt": p.prompt, "test": p.test,
+         "entry_point": p.entry_point, "canonical_solution": p.canonical_solution}
+        for i, p in enumerate(problems)
+    ]  # fmt: skip
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps(m) + "\n" for m in mine))
+    samples = tmp_path / "samples.jsonl"
+    rows = [{"task_id": m["task_id"], "completion": m["canonical_solution"]} for m in mine]
+    rows[2]["completion"] = "    return None\n"
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    missing = run(project, "-m", "distill", "eval", "eval=my_problems", f"eval.samples={samples}")
+    assert missing.returncode != 0 and "MY_PROBLEMS" in missing.stderr + missing.stdout
+    out = run(
+        project,
+        *("-m", "distill", "eval", "eval=my_problems", f"eval.data_path={data}"),
+        *(f"eval.samples={samples}", f"hydra.run.dir={tmp_path / 'run'}"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["eval/my_problems/pass@1"] == pytest.approx(2 / 3)

