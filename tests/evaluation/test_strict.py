@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import math
 
 import pytest
@@ -115,13 +116,13 @@ def test_check_case_kinds() -> None:
 @pytest.mark.parametrize(
     "value",
     [
-        None, True, 0, -(10**5000), 2.5, math.inf, -0.0, 1 + 2j, "é\ud800", b"\x00\xff",
+        None, True, 0, 2**53, -(10**5000), 2.5, math.inf, -0.0, 1 + 2j, "é\ud800", b"\x00\xff",
         bytearray(b"ab"), [1, (2, {3}), frozenset({"a"})], {"k": {(1, 2): [None]}}, [[[]]],
     ],
     ids=lambda v: type(v).__name__,
 )  # fmt: skip
 def test_codec_round_trip(value: object) -> None:
-    back = decode_value(encode_value(value))
+    back = decode_value(json.loads(json.dumps(encode_value(value))))  # as it crosses
     assert type(back) is type(value)
     assert strict_equal(back, value)
     if type(value) is float:
@@ -157,7 +158,7 @@ def test_codec_refuses_deep_nesting() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [["S", [["l", []]]], ["i", "zz"], ["x", 1], ["b", 2], [], "s", ["l", "abc"], ["d", [[1]]]],
+    [["S", [["l", []]]], ["i", "zz"], ["x", 1], ["b", 2], [], {"s": 1}, ["l", "abc"], ["d", [[1]]]],
 )
 def test_codec_rejects_malformed_input(data: object) -> None:
     with pytest.raises(CodecError):
@@ -175,8 +176,8 @@ TESTS = strict_tests(humaneval_like("    assert candidate(1) == 2\n    assert ca
     ("record", "reason"),
     [
         ('{"results": [["ok", ["i", "2"]], ["ok", ["i", "4"]]]}', "passed"),
-        ('{"results": [["ok", ["i", "2"]], ["ok", ["f", "0x1.0p+2"]]]}', "passed"),
-        ('{"results": [["ok", ["i", "2"]], ["ok", ["s", "4"]]]}', "assertion"),
+        ('{"results": [["ok", ["i", "2"]], ["ok", 4.0]]}', "passed"),
+        ('{"results": [["ok", ["i", "2"]], ["ok", "4"]]}', "assertion"),
         ('{"results": [["ok", ["i", "2"]], ["bad", "Liar is not plain"]]}', "assertion"),
         ('{"results": [["ok", ["i", "2"]]]}', "forged_exit"),
         ('{"results": [["ok", ["S", [["l", []]]]], ["ok", ["i", "4"]]]}', "forged_exit"),
@@ -196,6 +197,6 @@ def test_strict_verdicts_from_records(record: str | None, reason: str) -> None:
 
 
 def test_strict_failure_detail_names_the_test_and_the_types() -> None:
-    record = '{"results": [["ok", ["i", "2"]], ["ok", ["b", 1]]]}'
+    record = '{"results": [["ok", ["i", "2"]], ["ok", true]]}'
     verdict = classify(reply(record), TESTS, "netns")
     assert verdict.detail == "test 1: expected int 4, got bool True"

@@ -22,12 +22,14 @@ object with its own ``__eq__``) fails, where EvalPlus would call its ``__eq__``.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
 import logging
 import math
 import os
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +39,7 @@ import numpy as np
 
 from distill.evaluation.benchmarks.base import Benchmark
 from distill.evaluation.problem import Problem
-from distill.evaluation.sandbox_codec import Digest, decode_value, encode_value
+from distill.evaluation.sandbox_codec import Digest, decode_value
 from distill.models.cache import cache_root
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ TIME_LIMIT_FACTOR = 4.0  # evalplus.config.DEFAULT_GT_TIME_LIMIT_FACTOR
 TASK_TIMEOUT_S = 60.0  # EVALPLUS_TIMEOUT_PER_TASK's default
 PART_GRACE_S = 2.0  # evalplus waits `timeout + 1` for a process whose timeout has `+ 1`
 GROUND_TRUTH_TIMEOUT_S = 300.0
-GROUND_TRUTH_VERSION = "1"
+GROUND_TRUTH_VERSION = "2"
 # Outputs with more items than this come back from the sandbox as a digest (compared exactly):
 # a few tasks return hundreds of megabytes (HumanEval/130, Mbpp/255).
 SEND_MAX_ITEMS = 20_000  # bump when the way expected outputs are computed changes
@@ -200,6 +202,7 @@ class EvalPlusBenchmark(Benchmark):
 
     def __init__(self) -> None:
         self._truth: dict[str, dict[str, Any]] = {}
+        self._pickles: dict[str, str] = {}
 
     def data_files(self, data_path: Path) -> list[str]:
         return [self.file]
@@ -276,7 +279,7 @@ class EvalPlusBenchmark(Benchmark):
             "kind": "calls",
             "source": self.strict_source(problem, sample),
             "entry": problem.entry_point,
-            "args": [encode_value(list(i)) for i in tests.inputs],
+            "args_pickle": self._pickled_inputs(problem),
             "call_limits": list(tests.limits),
             "part_sizes": [tests.num_base, len(tests.inputs) - tests.num_base],
             "part_budgets": tests.budgets(),
@@ -305,6 +308,14 @@ class EvalPlusBenchmark(Benchmark):
             source=f"{problem.extra['digest']}-v{GROUND_TRUTH_VERSION}",
         )
 
+    def _pickled_inputs(self, problem: Problem) -> str:
+        """The inputs, pickled once per problem: trusted data for the sandbox to unpickle (much
+        faster than the plain-value codec, which is for what comes back out)."""
+        if problem.task_id not in self._pickles:
+            data = pickle.dumps([list(i) for i in problem.extra["inputs"]], protocol=5)
+            self._pickles[problem.task_id] = base64.b64encode(data).decode()
+        return self._pickles[problem.task_id]
+
     def hidden_paths(self, data_path: str | None) -> list[str]:
         return [*super().hidden_paths(data_path), str(ground_truth_dir().resolve())]
 
@@ -329,8 +340,8 @@ class EvalPlusBenchmark(Benchmark):
                 row = stored[p.task_id]
                 self._truth[p.task_id] = {
                     "expected": tuple(
-                        Digest(v) if isinstance(v, str) else decode_value(v)
-                        for v in row["expected"]
+                        Digest(v) if status == "digest" else decode_value(v)
+                        for status, v in row["expected"]
                     ),
                     "times": tuple(row["times"]),
                     "send_time": sum(row["send_times"]),
@@ -346,7 +357,7 @@ class EvalPlusBenchmark(Benchmark):
                 "kind": "calls",
                 "source": self.reference(p),
                 "entry": p.entry_point,
-                "args": [encode_value(list(i)) for i in p.extra["inputs"]],
+                "args_pickle": self._pickled_inputs(p),
                 "not_none": self.not_none(p),
                 "max_items": SEND_MAX_ITEMS,
                 "record_time": True,
@@ -369,8 +380,8 @@ class EvalPlusBenchmark(Benchmark):
                     f"inputs ({str(why)[:300]}); the data may be damaged"
                 )
             truth[p.task_id] = {
-                # an encoded value, or the digest (a str) of one too large to send
-                "expected": [v for _, v in results],
+                # ["ok", encoded value], or ["digest", sha256] for one too large to send
+                "expected": results,
                 "times": record["times"],
                 "send_times": record["send_times"],
             }
