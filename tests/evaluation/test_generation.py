@@ -1,3 +1,5 @@
+import torch
+
 from distill.evaluation.generation import Sampling, generate, iter_generate
 
 from .conftest import build_char_tokenizer
@@ -41,16 +43,19 @@ def test_missing_pad_token_uses_eos_and_restores(tiny_llama) -> None:
     tiny_llama.eval()
 
 
-def test_stop_strings_accepted(tiny_llama, char_tokenizer) -> None:
-    out = generate(
-        tiny_llama,
-        char_tokenizer,
-        PROMPTS,
-        max_new_tokens=6,
-        batch_size=2,
-        stop_strings=["\ndef ", "\n#"],
+def test_stop_strings_cut_generation_where_they_occur(tiny_llama, char_tokenizer) -> None:
+    full = generate(tiny_llama, char_tokenizer, PROMPTS, max_new_tokens=24, batch_size=3)
+    text = full[0][0]
+    stop = text[8:10]  # a string the greedy continuation does reach, after 8 characters
+    first = text.find(stop)
+    stopped = generate(
+        tiny_llama, char_tokenizer, PROMPTS, max_new_tokens=24, batch_size=3, stop_strings=[stop]
     )
-    assert len(out) == 3
+    # Generation ends on the token that completes the first occurrence (one character here).
+    assert stopped[0][0] == text[: first + len(stop)]
+    for (row,), (out,) in zip(full[1:], stopped[1:], strict=True):  # the others stop at theirs
+        cut = row.find(stop)
+        assert out == (row if cut == -1 else row[: cut + len(stop)])
 
 
 def test_iter_generate_yields_batches_longest_first(tiny_llama, char_tokenizer) -> None:
@@ -81,3 +86,21 @@ def test_sampled_rows_differ_and_greedy_rows_repeat(tiny_llama, char_tokenizer) 
     sampled = Sampling(8, do_sample=True, temperature=1.5, top_p=1.0)
     texts = list(iter_generate(tiny_llama, char_tokenizer, prompts, sampled, 6))[0][1]
     assert len(set(texts)) > 1
+
+
+def sampled_texts(model, tokenizer, seed: int, temperature: float, n: int = 24) -> list[str]:
+    torch.manual_seed(seed)
+    sampling = Sampling(6, do_sample=True, temperature=temperature, top_p=1.0)
+    rows = iter_generate(model, tokenizer, ["def f(x):\n"] * n, sampling, n)
+    return list(rows)[0][1]
+
+
+def test_sampling_follows_the_seed_and_the_temperature(tiny_llama, char_tokenizer) -> None:
+    hot = sampled_texts(tiny_llama, char_tokenizer, seed=0, temperature=2.0)
+    assert hot == sampled_texts(tiny_llama, char_tokenizer, seed=0, temperature=2.0)
+    assert hot != sampled_texts(tiny_llama, char_tokenizer, seed=1, temperature=2.0)
+    cold = sampled_texts(tiny_llama, char_tokenizer, seed=0, temperature=0.05)
+    greedy = list(iter_generate(tiny_llama, char_tokenizer, ["def f(x):\n"], Sampling(6), 1))
+    # Near zero temperature is greedy decoding; a high one spreads over many continuations.
+    assert set(cold) == {greedy[0][1][0]}
+    assert len(set(hot)) > len(hot) // 2
