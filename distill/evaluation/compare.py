@@ -2,7 +2,9 @@
 
 Each RUN_DIR holds a `metrics.json`, or is a Hydra multirun sweep directory whose job folders do;
 a sweep expands to its jobs, each named by the overrides that differ between them. Writes a
-Markdown table and a CSV sorted by the chosen metric (best first), and a PNG: each metric
+Markdown table and a CSV sorted by the chosen metric (best first): pass@k with its 95% interval,
+each run tested against the best on the same problems, seeds of a sweep pooled per arm
+(:mod:`distill.evaluation.compare_stats`); and a PNG: each metric
 against each swept parameter, or, when nothing was swept, the runs side by side (pass@k of each
 benchmark as grouped bars); and prints the table.
 """
@@ -23,6 +25,7 @@ from typing import Any
 import yaml
 
 from distill.errors import UserError
+from distill.evaluation.compare_stats import paired_cells, per_problem, pool_seeds
 
 METRICS_FILE = "metrics.json"
 PASS_AT_K = re.compile(r"^eval/[^/]+/(strict/|base/|plus/)?pass@\d+$")
@@ -39,6 +42,7 @@ class Run:
     path: Path
     metrics: dict[str, Any]
     params: dict[str, str] = field(default_factory=dict)  # the swept overrides, key -> value
+    per_problem: dict[str, dict[str, float] | None] = field(default_factory=dict)  # by key
 
 
 def load_runs(paths: Sequence[Path]) -> list[Run]:
@@ -63,13 +67,19 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
             )
         named += zip(job_names([j.parent for j in jobs]), [j.parent for j in jobs], strict=True)
     names = [name for name, _ in named]
-    runs = []
+    loaded, paths = [], {}
     for name, path in named:
         params = dict(o.split("=", 1) for o in name.split(",") if "=" in o)
         if names.count(name) > 1:  # two sweeps with the same grid, or two runs called alike
             name = f"{path.parent.name}/{name}"
-        runs.append(Run(name, path, json.loads((path / METRICS_FILE).read_text()), params))
-    return runs
+        metrics = json.loads((path / METRICS_FILE).read_text())
+        scores = {k: per_problem(path, metrics, k) for k in metrics if PASS_AT_K.match(k)}
+        loaded.append((name, params, metrics, scores))
+        paths[name] = path
+    return [
+        Run(name, paths.get(name, _common_parent(paths.values())), metrics, params, scores)
+        for name, params, metrics, scores in pool_seeds(loaded)
+    ]
 
 
 def sort_runs(runs: Sequence[Run], key: str, order: str = "auto") -> list[Run]:
@@ -110,10 +120,16 @@ def metric_keys(runs: Sequence[Run], chosen: Sequence[str] | None = None) -> lis
 
 
 def table_rows(runs: Sequence[Run], keys: Sequence[str]) -> list[list[str]]:
-    """Header and one row per run; pass@k and other fractions as percentages, "-" if missing."""
-    rows = [["run", *keys]]
-    for run in runs:
-        rows.append([run.name, *(_cell(run.metrics.get(key), key) for key in keys)])
+    """Header and one row per run; pass@k as percentages with the 95% interval over problems
+    (or the spread over seeds), "-" if missing; then, for a pass@k first metric, each run's
+    paired test against the best run on the problems both scored."""
+    have = [run.per_problem.get(keys[0]) is not None for run in runs] if keys else []
+    paired = sum(have) >= 2  # per-problem verdicts of two runs at least
+    rows = [["run", *keys, *([f"vs best, paired ({_short(keys[0])})"] if paired else [])]]
+    tests = paired_cells([run.per_problem.get(keys[0]) for run in runs]) if paired else []
+    for i, run in enumerate(runs):
+        cells = [_cell(run.metrics.get(key), key, run.metrics) for key in keys]
+        rows.append([run.name, *cells, *tests[i : i + 1]])
     return rows
 
 
@@ -267,10 +283,24 @@ def _overrides(job: Path) -> list[str]:
     return [str(o) for o in yaml.safe_load(path.read_text()) or []] if path.is_file() else []
 
 
-def _cell(value: Any, key: str) -> str:
+def _cell(value: Any, key: str, metrics: dict[str, Any] | None = None) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "-" if value is None else str(value)
-    return f"{value:.1%}" if "pass@" in key else f"{value:g}"
+    if "pass@" not in key:
+        return f"{value:g}"
+    metrics = metrics or {}
+    low, high, sd = (metrics.get(f"{key}/{s}") for s in ("ci95_low", "ci95_high", "sd"))
+    if sd is not None:
+        return f"{value:.1%} ±{100 * sd:.1f}"
+    if isinstance(low, float) and isinstance(high, float):
+        return f"{value:.1%} [{100 * low:.1f}, {100 * high:.1f}]"
+    return f"{value:.1%}"
+
+
+def _common_parent(paths: Any) -> Path:
+    """A pooled arm's folder: the sweep its seeds ran in."""
+    parents = {Path(p).parent for p in paths}
+    return parents.pop() if len(parents) == 1 else Path(".")
 
 
 def _values(runs: Sequence[Run], key: str) -> list[float]:

@@ -175,6 +175,8 @@ def _score_and_write(
 ) -> dict[str, Any]:
     results, metrics = score(problems, samples, cfg)
     write_jsonl(files.results, results)
+    # Where the per-problem verdicts are: `distill compare` pairs runs on them.
+    metrics[f"eval/{cfg.benchmark}/results_file"] = files.results.name
     logger.info("%s on %s:\n%s", label, cfg.benchmark, summary_table(metrics, cfg.benchmark, cfg.k))
     return metrics
 

@@ -175,3 +175,53 @@ def test_distill_compare_command(runs, tmp_path) -> None:
         timeout=120,
     )
     assert bad.returncode == 2 and "no metrics.json" in bad.stderr
+
+
+def _scored_run(path: Path, passed: list[bool], overrides: list[str]) -> Path:
+    """A run whose metrics.json names a results file with one verdict per problem."""
+    rows = [{"task_id": f"HumanEval/{i}", "passed": p} for i, p in enumerate(passed)]
+    metrics = {
+        "eval/humaneval/pass@1": sum(passed) / len(passed),
+        "eval/humaneval/pass@1/ci95_low": 0.1,
+        "eval/humaneval/pass@1/ci95_high": 0.9,
+        "eval/humaneval/results_file": "student_results.jsonl",
+    }
+    _run(path, metrics, overrides)
+    (path / "eval").mkdir()
+    (path / "eval" / "student_results.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows)
+    )
+    return path
+
+
+def test_seeds_pool_per_arm_and_arms_are_tested_against_the_best(tmp_path) -> None:
+    sweep = tmp_path / "sweep"
+    better = [True] * 30 + [False] * 10  # 75%: 20 problems more than `worse`
+    worse = [True] * 10 + [False] * 30
+    close = [True] * 29 + [False] * 11  # one problem from `better`
+    grid = [("ce", 0, better), ("ce", 1, better), ("kl", 0, worse), ("kl", 1, worse[::-1]),
+            ("jsd", 0, close), ("jsd", 1, close)]  # fmt: skip
+    for num, (loss, seed, passed) in enumerate(grid):
+        _scored_run(sweep / str(num), passed, [f"loss={loss}", f"seed={seed}"])
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    runs = sort_runs(load_runs([sweep]), "eval/humaneval/pass@1")
+    assert [r.name for r in runs] == [
+        "loss=ce (2 seeds)",
+        "loss=jsd (2 seeds)",
+        "loss=kl (2 seeds)",
+    ]
+    assert runs[2].metrics["eval/humaneval/pass@1"] == pytest.approx(0.25)
+    assert runs[2].metrics["seeds"] == 2
+    # kl's two seeds passed different problems: per problem it averages 0.5 on 20 problems.
+    assert sorted(set(runs[2].per_problem["eval/humaneval/pass@1"].values())) == [0.0, 0.5]
+    rows = table_rows(runs, ["eval/humaneval/pass@1"])
+    assert rows[0][-1] == "vs best, paired (pass@1)"
+    assert rows[1][1:] == ["75.0% ±0.0", "best"]
+    assert rows[2][2].endswith("(n.s.)")  # one problem apart
+    assert float(rows[3][2].removeprefix("p=")) < 0.01  # 20 problems apart
+
+
+def test_cells_show_the_interval_over_problems(tmp_path) -> None:
+    run = _scored_run(tmp_path / "one", [True, False, True, True], [])
+    rows = table_rows(load_runs([run]), ["eval/humaneval/pass@1"])
+    assert rows[1] == ["one", "75.0% [10.0, 90.0]"]
