@@ -11,15 +11,6 @@ from omegaconf import DictConfig
 
 from distill.evaluation.harness import evaluate_model, samples_label, score_samples_file
 from distill.evaluation.samples import eval_files, read_jsonl
-from distill.hardware import inference_device
-from distill.models import (
-    load_student_tokenizer,
-    load_teacher,
-    load_teacher_tokenizer,
-    resolve_model_dir,
-)
-from distill.models.loading import load_base_student, pruned_model_dir
-from distill.models.prompt_formats import adapter_prompt_format
 from distill.runs import adapters_dir, update_metrics
 
 log = logging.getLogger(__name__)
@@ -33,6 +24,12 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     where `hardware` says (a GPU with hardware=h100_80g and the like; see `inference_device`).
     With `eval.backend=vllm` the model is a vLLM engine on the same weights.
     """
+    # torch and transformers load here, not with the module: scoring a samples file needs neither.
+    from distill.hardware import inference_device
+    from distill.models import load_student_tokenizer, load_teacher, load_teacher_tokenizer
+    from distill.models.loading import load_base_student
+    from distill.models.prompt_formats import adapter_prompt_format
+
     teacher = cfg.eval.model == "teacher"
     adapters = Path(cfg.eval.adapters) if cfg.eval.adapters else adapters_dir(run_dir)
     has_adapters = not teacher and (adapters / "adapter_config.json").exists()
@@ -93,6 +90,8 @@ def log_to_wandb(cfg: DictConfig, run_dir: Path, metrics: dict[str, Any], result
 def _load_vllm(cfg: DictConfig, adapters: str | None) -> Any:
     """The vLLM engine on the teacher's or the (pruned) student's folder."""
     from distill.evaluation.vllm_backend import load_vllm
+    from distill.models import resolve_model_dir
+    from distill.models.loading import pruned_model_dir
 
     if cfg.eval.model == "teacher":
         return load_vllm(resolve_model_dir(cfg.teacher.path), None, seed=cfg.seed)

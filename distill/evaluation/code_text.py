@@ -11,8 +11,11 @@ import ast
 import re
 import textwrap
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from transformers import PreTrainedTokenizerBase
+if TYPE_CHECKING:  # transformers is slow to import; scoring a samples file needs none of it
+    from transformers import PreTrainedTokenizerBase
+
 
 PROMPT_FORMATS: tuple[str, ...] = ("chat", "completion")
 

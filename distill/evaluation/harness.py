@@ -12,7 +12,6 @@ from typing import Any
 from distill.config import EvalConfig
 from distill.errors import UserError
 from distill.evaluation.benchmarks import BENCHMARKS, Problem, load_problems
-from distill.evaluation.generation import Sampling, iter_generate
 from distill.evaluation.prompts import (
     POSTPROCESS_VERSION,
     build_prompt,
@@ -191,6 +190,8 @@ def _batches(
     """Generated rows batch by batch, from the HF model or the vLLM engine."""
     if not prompts:
         return iter(())
+    from distill.evaluation.generation import Sampling, iter_generate  # torch: only to generate
+
     sampling = Sampling(
         max_new_tokens=cfg.max_new_tokens,
         do_sample=cfg.num_samples > 1,

@@ -7,10 +7,13 @@ post-processing; these functions ask the problem's. The post-processing moves sc
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from distill.evaluation.benchmarks import Problem, benchmark_for, get_benchmark
 from distill.evaluation.code_text import PROMPT_FORMATS, check_format
+
+if TYPE_CHECKING:  # transformers is slow to import; scoring a samples file needs none of it
+    from transformers import PreTrainedTokenizerBase
 
 # 1: HumanEval completion and chat. 2: MBPP 3-shot and chat added; HumanEval unchanged.
 # 3: chat code sanitized (the model's own tests and cut-off tails dropped).

@@ -187,8 +187,12 @@ def _feed(h: Any, v: Any, depth: int) -> None:
         h.update(b"y%d:" % len(v) + bytes(v))
     elif t is list or t is tuple:
         h.update(b"l[" if t is list else b"t[")
-        for x in v:
-            _feed(h, x, depth + 1)
+        flat = _flat(v)  # the same bytes as item by item, for the common all-scalar case
+        if flat is not None:
+            h.update(flat)
+        else:
+            for x in v:
+                _feed(h, x, depth + 1)
         h.update(b"]")
     elif t is set or t is frozenset:
         items = sorted(digest_value(x) for x in v)
@@ -198,3 +202,19 @@ def _feed(h: Any, v: Any, depth: int) -> None:
         h.update(b"d[" + "".join(items).encode() + b"]")
     else:
         raise CodecError(f"{t.__name__} is not a plain builtin value")
+
+
+def _flat(items: Any) -> bytes | None:
+    """What :func:`_feed` writes for a sequence of only ``str``, or only ``int`` and ``float``."""
+    kinds = set(map(type, items))
+    if kinds == {str}:
+        data = [str.encode(x, "utf-8", "surrogatepass") for x in items]
+        return b"".join(b"s%d:%s" % (len(d), d) for d in data)
+    if kinds and kinds <= {int, float}:
+        return b"".join(
+            b"i%x;" % int(x)
+            if type(x) is int or x.is_integer()
+            else b"f" + float.hex(x).encode() + b";"
+            for x in items
+        )
+    return None

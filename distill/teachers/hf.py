@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import MISSING, DictConfig
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from distill.config import DTYPES, Checks, TeacherConfig
-from distill.hardware import inference_device
 from distill.teachers.base import CAPABILITIES, Answer, Journal, Request, register_teacher
+
+if TYPE_CHECKING:  # torch and transformers load with the model, not with the registry
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 QUANTIZATIONS = ("nf4", "fp4", "int8")
@@ -84,6 +84,7 @@ class HFTeacher:
 
     @classmethod
     def from_config(cls, cfg: DictConfig, hardware: DictConfig | None = None) -> HFTeacher:
+        from distill.hardware import inference_device
         from distill.models import load_teacher, load_teacher_tokenizer
 
         device = "cpu" if hardware is None else inference_device(hardware)
@@ -126,8 +127,13 @@ class HFTeacher:
                 journal.answered(request.id, answer)
                 yield request.id, answer
 
-    @torch.inference_mode()
     def _generate(self, prompts: list[str], max_new_tokens: int) -> list[Answer]:
+        import torch
+
+        with torch.inference_mode():
+            return self._generate_batch(prompts, max_new_tokens)
+
+    def _generate_batch(self, prompts: list[str], max_new_tokens: int) -> list[Answer]:
         tok = self.tokenizer
         side, tok.padding_side = tok.padding_side, "left"
         try:

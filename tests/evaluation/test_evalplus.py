@@ -142,3 +142,20 @@ def test_eval_app_scores_an_evalplus_samples_file(tmp_path, monkeypatch) -> None
     assert metrics["eval/mbpp_plus/num_problems"] == 3
     low, high = (metrics[f"eval/mbpp_plus/base/pass@1/ci95_{s}"] for s in ("low", "high"))
     assert low < metrics["eval/mbpp_plus/base/pass@1"] <= high
+
+
+@pytest.mark.parametrize(
+    "value",
+    [["a", "bc", ""], [1, -2, 3.0, 2.5, float("inf")], (1, 2), [["x"], ("y", "z")], [True, 1]],
+)
+def test_the_flat_digest_path_writes_what_the_item_path_does(value) -> None:
+    import hashlib
+
+    from distill.evaluation import sandbox_codec
+
+    slow = hashlib.sha256()
+    slow.update(b"l[" if type(value) is list else b"t[")
+    for item in value:
+        sandbox_codec._feed(slow, item, 1)
+    slow.update(b"]")
+    assert digest_value(value) == slow.hexdigest()

@@ -1,7 +1,8 @@
 """distill's HumanEval+ / MBPP+ scoring beside the real ``evalplus`` 0.3.1: verdicts and speed.
 
-Both score the same samples files (EvalPlus's format: every problem present; ``completion`` or
-``solution``), each run in its own process, one after the other, ground truth warm (computed by a
+Both score the same samples files (EvalPlus's format, ``completion`` or ``solution``; problems a
+file lacks are filled with their canonical solution, since evalplus needs every problem, and
+reported apart), each run in its own process, one after the other, ground truth warm (computed by a
 first, untimed run of each). Per sample, the base and plus verdicts are compared; every
 disagreement is written out with both tools' verdicts, so that it can be explained. evalplus
 lives in its own virtual environment (it pins other versions than distill):
@@ -121,13 +122,17 @@ def main(argv: list[str]) -> None:
         ours_cache, theirs_cache = Path(caches, "distill"), Path(caches, "evalplus")
         for spec in args.samples:
             bench, file = spec.split("=", 1)
-            samples = Path(file).resolve()
+            samples, own = padded(bench, Path(file).resolve(), Path(caches))
             # Untimed first runs: each tool computes its expected outputs once.
             _, ours = run_distill(bench, samples, args.workers[0], ours_cache)
             _, theirs = run_evalplus(
                 args.evalplus_python, bench, samples, args.workers[0], theirs_cache
             )
-            agreement.append(agree(bench, samples, ours, theirs, disagreements))
+            name = Path(file).name
+            for kind, keys in (("model samples", own), ("canonical padding", set(ours) - own)):
+                if keys:
+                    mine = {k: ours[k] for k in keys}
+                    agreement.append(agree(bench, name, kind, mine, theirs, disagreements))
             for repeat in range(args.repeats):  # interleaved, so drift hits both alike
                 for workers in args.workers:
                     t_ours, _ = run_distill(bench, samples, workers, ours_cache)
@@ -135,7 +140,7 @@ def main(argv: list[str]) -> None:
                         args.evalplus_python, bench, samples, workers, theirs_cache
                     )
                     for tool, seconds in (("distill", t_ours), ("evalplus 0.3.1", t_theirs)):
-                        speed.append({"benchmark": bench, "samples": samples.name, "n": len(ours),
+                        speed.append({"benchmark": bench, "samples": name, "n": len(ours),
                                       "tool": tool, "workers": workers, "repeat": repeat,
                                       "seconds": round(seconds, 2)})  # fmt: skip
     write_csv(HERE / "agreement.csv", agreement, meta)
@@ -146,25 +151,47 @@ def main(argv: list[str]) -> None:
     print(text)
 
 
-def agree(bench: str, samples: Path, ours: dict, theirs: dict, out: list[dict]) -> dict:
-    if set(ours) != set(theirs):
-        raise SystemExit(f"{samples}: the tools scored different samples")
+def padded(bench: str, samples: Path, folder: Path) -> tuple[Path, set[tuple[str, int]]]:
+    """``samples`` with every problem it lacks filled by its canonical solution (evalplus
+    scores only files that hold every problem), and the keys of the file's own samples."""
+    from distill.evaluation.benchmarks import get_benchmark, load_problems
+
+    rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+    seen: dict[str, int] = {}
+    own = set()
+    for row in rows:
+        own.add((row["task_id"], seen.setdefault(row["task_id"], 0)))
+        seen[row["task_id"]] += 1
+    key = get_benchmark(bench).sample_key
+    missing = [p for p in load_problems(bench, None, DATA) if p.task_id not in seen]
+    if not missing:
+        return samples, own
+    out = folder / f"{samples.stem}_padded.jsonl"
+    keep = [{"task_id": r["task_id"], key: r.get(key, r.get("solution", r.get("completion")))}
+            for r in rows]  # fmt: skip
+    fill = [{"task_id": p.task_id, key: p.canonical_solution} for p in missing]
+    out.write_text("".join(json.dumps(r) + "\n" for r in keep + fill))
+    return out, own
+
+
+def agree(bench: str, name: str, kind: str, ours: dict, theirs: dict, out: list[dict]) -> dict:
     for key in sorted(ours):
         if ours[key] != theirs[key]:
             out.append({
-                "benchmark": bench, "samples": samples.name, "task_id": key[0], "index": key[1],
-                "distill_base": ours[key][0], "distill_plus": ours[key][1],
+                "benchmark": bench, "samples": name, "kind": kind, "task_id": key[0],
+                "index": key[1], "distill_base": ours[key][0], "distill_plus": ours[key][1],
                 "evalplus_base": theirs[key][0], "evalplus_plus": theirs[key][1],
             })  # fmt: skip
     n = len(ours)
+    same = sum(ours[k] == theirs[k] for k in ours)
     return {
-        "benchmark": bench, "samples": samples.name, "n": n,
+        "benchmark": bench, "samples": name, "kind": kind, "n": n,
         "base_pass_distill": sum(v[0] for v in ours.values()),
-        "base_pass_evalplus": sum(v[0] for v in theirs.values()),
+        "base_pass_evalplus": sum(theirs[k][0] for k in ours),
         "plus_pass_distill": sum(v[1] for v in ours.values()),
-        "plus_pass_evalplus": sum(v[1] for v in theirs.values()),
-        "agree": sum(ours[k] == theirs[k] for k in ours),
-        "agree_pct": round(100 * sum(ours[k] == theirs[k] for k in ours) / n, 2),
+        "plus_pass_evalplus": sum(theirs[k][1] for k in ours),
+        "agree": same,
+        "agree_pct": round(100 * same / n, 2),
     }  # fmt: skip
 
 
@@ -173,13 +200,14 @@ def tables(agreement: list[dict], speed: list[dict], meta: dict[str, str]) -> st
         f"Commit {meta['commit']}, {meta['date']}, {meta['machine']}.",
         f"Command: `{meta['command']}`",
         "",
-        "| benchmark | samples | n | base pass (distill / evalplus) "
+        "| benchmark | samples | which | n | base pass (distill / evalplus) "
         "| plus pass (distill / evalplus) | verdicts agree |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
     for a in agreement:
         lines.append(
-            f"| {a['benchmark']} | {a['samples']} | {a['n']} | {a['base_pass_distill']} / "
+            f"| {a['benchmark']} | {a['samples']} | {a['kind']} | {a['n']} | "
+            f"{a['base_pass_distill']} / "
             f"{a['base_pass_evalplus']} | {a['plus_pass_distill']} / {a['plus_pass_evalplus']} | "
             f"{a['agree']}/{a['n']} ({a['agree_pct']}%) |"
         )
