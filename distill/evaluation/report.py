@@ -85,13 +85,14 @@ def summary_table(metrics: Mapping[str, Any], benchmark: str, ks: Sequence[int])
         ks: The k values to show (a missing one shows "-").
     """
     prefix = f"eval/{benchmark}"
-    header = ["mode", "problems", *(f"pass@{k}" for k in ks)]
+    header = ["mode", "problems", *(f"pass@{k} [95% CI]" for k in ks)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for mode, sub in (("compatible", ""), ("strict", "/strict")):
-        cells = [mode, str(metrics.get(f"{prefix}{sub}/num_problems", "-"))]
-        for k in ks:
-            value = metrics.get(f"{prefix}{sub}/pass@{k}")
-            cells.append(f"{value:.1%}" if isinstance(value, float) else "-")
+    parts = get_benchmark(benchmark).parts if benchmark in BENCHMARKS.names() else ()
+    problems = metrics.get(f"{prefix}/num_problems", "-")
+    modes = [("compatible", "", problems), *((f"{p} tests", f"/{p}", problems) for p in parts)]
+    modes.append(("strict", "/strict", metrics.get(f"{prefix}/strict/num_problems", "-")))
+    for mode, sub, count in modes:
+        cells = [mode, str(count), *(pass_cell(metrics, f"{prefix}{sub}/pass@{k}") for k in ks)]
         lines.append("| " + " | ".join(cells) + " |")
     outcomes = {
         key.rsplit("/", 1)[1]: value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from distill.evaluation.report import comparison_table, paired_comparison
+from distill.evaluation.report import comparison_table, paired_comparison, summary_table
 from distill.evaluation.scoring import pass_metrics, per_problem_pass
 
 
@@ -44,3 +44,22 @@ def test_paired_comparison_counts_gains_and_losses_on_shared_problems():
     assert result["text"].startswith("after vs before: +66.7 points of pass@1 on 9 problems")
     same = paired_comparison(before, before, ("a", "b"))
     assert same["p_value"] == 1.0 and "no difference at the 5% level" in same["text"]
+
+
+def test_the_summary_shows_each_mode_and_test_set_with_intervals() -> None:
+    metrics = {
+        "eval/humaneval_plus/num_problems": 164,
+        "eval/humaneval_plus/pass@1": 0.5,
+        "eval/humaneval_plus/pass@1/ci95_low": 0.42,
+        "eval/humaneval_plus/pass@1/ci95_high": 0.58,
+        "eval/humaneval_plus/base/pass@1": 0.6,
+        "eval/humaneval_plus/plus/pass@1": 0.5,
+        "eval/humaneval_plus/strict/num_problems": 0,
+        "eval/humaneval_plus/num_samples": 164,
+        "eval/humaneval_plus/outcome/passed": 82,
+    }
+    lines = summary_table(metrics, "humaneval_plus", [1]).splitlines()
+    assert lines[2] == "| compatible | 164 | 50.0% [42.0, 58.0] |"
+    assert lines[3] == "| base tests | 164 | 60.0% |"
+    assert lines[4] == "| plus tests | 164 | 50.0% |"
+    assert lines[5] == "| strict | 0 | - |"
