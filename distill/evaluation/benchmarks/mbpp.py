@@ -117,6 +117,7 @@ class MBPP(Benchmark):
     data_hint = "the folder holding MBPP's mbpp.jsonl and sanitized-mbpp.json (../shared/data/mbpp)"
     file = "mbpp.jsonl"
     hub_config = "full"
+    text_field = "text"  # the record's problem statement
 
     def load_all(self, data_path: Path | None) -> list[Problem]:
         records = self.records(data_path)
@@ -145,13 +146,17 @@ class MBPP(Benchmark):
         """One record as a :class:`Problem`."""
         return Problem(
             task_id=f"Mbpp/{record['task_id']}",
-            prompt=record["text"],
+            prompt=record[self.text_field],
             test="\n".join(t.strip() for t in record["test_list"]),
             entry_point=entry_point(record["code"], record["test_list"]),
             canonical_solution=record["code"],
             benchmark=self.name,
-            test_setup=record["test_setup_code"],
+            test_setup=self.test_setup(record),
         )
+
+    def test_setup(self, record: dict[str, Any]) -> str:
+        """Code run between the solution and the asserts."""
+        return record["test_setup_code"]
 
     def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
         asserts = problem.test.splitlines()

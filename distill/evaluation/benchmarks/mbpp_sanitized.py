@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from distill.evaluation.benchmarks.base import register_benchmark
-from distill.evaluation.benchmarks.mbpp import MBPP, entry_point
-from distill.evaluation.problem import Problem
+from distill.evaluation.benchmarks.mbpp import MBPP
 
 
 @register_benchmark("mbpp_sanitized")
@@ -17,14 +16,7 @@ class MBPPSanitized(MBPP):
     title = "MBPP sanitized"
     file = "sanitized-mbpp.json"
     hub_config = "sanitized"
+    text_field = "prompt"
 
-    def problem(self, record: dict[str, Any]) -> Problem:
-        return Problem(
-            task_id=f"Mbpp/{record['task_id']}",
-            prompt=record["prompt"],
-            test="\n".join(t.strip() for t in record["test_list"]),
-            entry_point=entry_point(record["code"], record["test_list"]),
-            canonical_solution=record["code"],
-            benchmark=self.name,
-            test_setup="\n".join(record["test_imports"]),
-        )
+    def test_setup(self, record: dict[str, Any]) -> str:
+        return "\n".join(record["test_imports"])
