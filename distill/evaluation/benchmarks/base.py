@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distill.errors import UserError
+from distill.evaluation.code_text import chat_prompt
 from distill.evaluation.problem import Problem
 from distill.evaluation.sandbox_codec import encode_value
 from distill.evaluation.strict import StrictTests
@@ -93,7 +94,14 @@ class Benchmark:
 
     # -- asking the model -------------------------------------------------------------------
     def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
-        """The text the model continues in ``prompt_format`` (``"chat"`` or ``"completion"``)."""
+        """The text the model continues in ``prompt_format`` (``"chat"`` or ``"completion"``):
+        by default the problem as it is, or :meth:`chat_message` in the tokenizer's template."""
+        if prompt_format == "completion":
+            return problem.prompt
+        return chat_prompt(tokenizer, self.chat_message(problem))
+
+    def chat_message(self, problem: Problem) -> str:
+        """The user message of a chat prompt (also what an API model such as Claude is sent)."""
         raise NotImplementedError
 
     def stop_sequences(self, prompt_format: str) -> tuple[str, ...]:

