@@ -84,7 +84,7 @@ def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
 
         return run_train
     if stage == "eval":
-        from distill.evaluation.app import run_eval
+        from distill.teacher_eval import run_eval  # the evaluation stage, or an API teacher's
 
         return run_eval
     if stage == "teacher_cache":

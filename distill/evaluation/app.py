@@ -56,15 +56,22 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     return PeftModel.from_pretrained(model, str(adapters)), tokenizer, label
 
 
-def run_eval(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """The `distill eval` stage; with `eval.samples=FILE` no model is loaded."""
+def run_eval(
+    cfg: DictConfig, run_dir: Path, loaded: tuple[Any, Any, str] | None = None
+) -> dict[str, Any]:
+    """The `distill eval` stage; with `eval.samples=FILE` no model is loaded.
+
+    Args:
+        loaded: ``(model, tokenizer, label)`` built by the caller (an API teacher, see
+            ``distill.teacher_eval``); None: :func:`load_eval_model`.
+    """
     run_dir = Path(run_dir)
     out_dir = run_dir / "eval"
     if cfg.eval.samples:
         metrics = score_samples_file(Path(cfg.eval.samples), cfg.eval, out_dir)
         label = samples_label(Path(cfg.eval.samples))
     else:
-        model, tokenizer, label = load_eval_model(cfg, run_dir)
+        model, tokenizer, label = loaded or load_eval_model(cfg, run_dir)
         metrics = evaluate_model(model, tokenizer, cfg.eval, out_dir, label)
     log_to_wandb(cfg, run_dir, metrics, eval_files(out_dir, label, cfg.eval.benchmark).results)
     return update_metrics(run_dir, metrics)

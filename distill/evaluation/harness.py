@@ -7,11 +7,11 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from distill.config import EvalConfig
 from distill.errors import UserError
-from distill.evaluation.benchmarks import BENCHMARKS, Problem, load_problems
+from distill.evaluation.benchmarks import BENCHMARKS, Problem, benchmark_for, load_problems
 from distill.evaluation.prompts import (
     POSTPROCESS_VERSION,
     build_prompt,
@@ -32,6 +32,23 @@ from distill.evaluation.samples import (
 from distill.evaluation.scoring import score
 
 logger = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """A model behind an API (Claude, a served model): it answers user messages, each stored
+    (and paid for) once, and generates no logits. See ``distill.teacher_eval``."""
+
+    def chat_batches(
+        self, messages: list[str], max_tokens: int
+    ) -> Iterator[tuple[list[int], list[str]]]:
+        """``(indices, answers)`` as answers arrive, indices into ``messages``; a request that
+        failed yields nothing (the harness reports it; a rerun asks again)."""
+        ...
+
+    def fingerprint(self) -> str:
+        """The model and every setting that changes its answers."""
+        ...
 
 
 def validate_eval_config(cfg: Any, **overrides: Any) -> EvalConfig:
@@ -106,7 +123,10 @@ def generate_samples(
     todo = [(p, i) for p in problems for i in range(cfg.num_samples) if (p.task_id, i) not in have]
     if have:
         logger.info("resuming: %d samples stored, %d to generate", len(have), len(todo))
-    prompts = [build_prompt(p, tokenizer, cfg.prompt_format) for p, _ in todo]
+    if isinstance(model, ChatModel):  # an API model is sent the chat message itself
+        prompts: list[Any] = [benchmark_for(p).chat_message(p) for p, _ in todo]
+    else:
+        prompts = [build_prompt(p, tokenizer, cfg.prompt_format) for p, _ in todo]
     for indices, raws in _batches(model, tokenizer, prompts, todo, cfg):
         rows = []
         for r, raw in zip(indices, raws, strict=True):
@@ -116,6 +136,12 @@ def generate_samples(
             rows.append({**row, "raw": raw})
         append_jsonl(files.samples, rows)
         have.update({(row["task_id"], row["sample"]): row for row in rows})
+    missing = sorted(wanted - set(have))
+    if missing:  # an API model that failed some requests: what was paid for is stored
+        raise UserError(
+            f"{len(missing)} samples got no answer (e.g. {missing[0][0]}): the answers that came "
+            f"are stored in {files.samples}; rerun the same command to ask for the rest"
+        )
     samples = [have[(p.task_id, i)] for p in problems for i in range(cfg.num_samples)]
     if todo or len(stored) != len(samples):  # generated in length order: store in task order
         write_jsonl(files.samples, [*samples, *(s for s in stored if _key(s) not in wanted)])
@@ -187,9 +213,11 @@ def _batches(
     todo: list[tuple[Problem, int]],
     cfg: EvalConfig,
 ) -> Iterator[tuple[list[int], list[str]]]:
-    """Generated rows batch by batch, from the HF model or the vLLM engine."""
+    """Generated rows batch by batch, from the HF model, the vLLM engine or an API model."""
     if not prompts:
         return iter(())
+    if isinstance(model, ChatModel):
+        return model.chat_batches(prompts, cfg.max_new_tokens)
     from distill.evaluation.generation import Sampling, iter_generate  # torch: only to generate
 
     sampling = Sampling(
@@ -213,6 +241,8 @@ def model_fingerprint(model: Any) -> str:
 
     if isinstance(model, VLLMModel):
         return f"vllm:{model.name}"
+    if isinstance(model, ChatModel):
+        return model.fingerprint()
     digest = hashlib.sha256()
     for name, param in model.named_parameters():
         if "lora_" in name:

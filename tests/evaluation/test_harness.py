@@ -95,7 +95,9 @@ def test_validate_reports_every_error() -> None:
 
 
 def test_unknown_benchmark_fails_before_generation(char_tokenizer, tmp_path) -> None:
-    with pytest.raises(UserError, match="benchmark 'apps' is not registered.*humaneval, humaneval_plus, mbpp"):
+    with pytest.raises(
+        UserError, match="benchmark 'apps' is not registered.*humaneval, humaneval_plus, mbpp"
+    ):
         evaluate_model(None, char_tokenizer, EvalCfg(benchmark="apps"), tmp_path, "x")
     assert not any(tmp_path.iterdir())
 

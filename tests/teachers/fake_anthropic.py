@@ -17,6 +17,7 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -85,6 +86,7 @@ class FakeAnthropic:
         batch_processing_s: how long a batch stays in progress.
         batch_faults: {"expired"|"errored": probability} for an item's first submission.
         batch_create_delay_s: hold the batch-create response after creating the batch.
+        reply: the answer's text for a prompt (None: a short code block).
     """
 
     def __init__(
@@ -101,10 +103,11 @@ class FakeAnthropic:
         batch_faults: dict[str, float] | None = None,
         batch_create_delay_s: float = 0.0,
         fail_first: int = 0,
+        reply: Callable[[str], str] | None = None,
     ) -> None:
         self.latency_s, self.stream_interval_s, self.hang_s = latency_s, stream_interval_s, hang_s
         self.faults = faults or Faults(script=["500"] * fail_first)
-        self.model = FakeModel(answer_tokens, min_cache_tokens, rate_limits, rate_burst_s)
+        self.model = FakeModel(answer_tokens, min_cache_tokens, rate_limits, rate_burst_s, reply)
         self.batches = FakeBatches(self, batch_processing_s, batch_faults or {})
         self.batch_create_delay_s = batch_create_delay_s
         self.requests: list[dict] = []

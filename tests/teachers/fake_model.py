@@ -13,6 +13,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 TTL_S = {"5m": 300.0, "1h": 3600.0}
@@ -46,7 +47,9 @@ class FakeModel:
         min_cache_tokens: int,
         rate_limits: dict[str, float] | None,
         burst_s: float = 5.0,
+        reply: Callable[[str], str] | None = None,
     ) -> None:
+        self.reply = reply  # the answer's text for a prompt (None: a short code block)
         self.answer_tokens, self.min_cache_tokens = answer_tokens, min_cache_tokens
         self.bills: list[dict[str, Any]] = []
         self.cache: dict[str, float] = {}  # prefix hash -> expiry time
@@ -64,6 +67,8 @@ class FakeModel:
         prompt = body["messages"][-1]["content"]
         prompt = prompt if isinstance(prompt, str) else prompt[-1]["text"]
         text = f"```python\ndef answer():\n    return {len(prompt)}\n```"
+        if self.reply is not None:
+            text = self.reply(prompt)
         if self.answer_tokens:
             text += "\n\n" + "word " * max(0, self.answer_tokens - tokens(text))
         stop = "end_turn"
