@@ -12,7 +12,7 @@ from distill.checks import stage_checks
 from distill.config import validate
 from distill.evaluation.app import run_eval
 from distill.evaluation.benchmarks import get_benchmark, load_problems
-from distill.evaluation.benchmarks.evalplus import EvalPlusTests, output_passes
+from distill.evaluation.benchmarks.evalplus_tests import EvalPlusTests, output_passes
 from distill.evaluation.benchmarks.humaneval_plus import find_zero_oracle
 from distill.evaluation.benchmarks.mbpp_plus import INPUT_TYPES, ORACLES
 from distill.evaluation.execution import score_samples

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from distill.evaluation.benchmarks.base import register_benchmark
-from distill.evaluation.benchmarks.evalplus import EvalPlusBenchmark, Oracle, poly
+from distill.evaluation.benchmarks.evalplus import EvalPlusBenchmark
+from distill.evaluation.benchmarks.evalplus_tests import Oracle, poly
 from distill.evaluation.benchmarks.humaneval import HumanEvalPrompts
 from distill.evaluation.problem import Problem
 

@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from distill.evaluation.benchmarks.base import register_benchmark
-from distill.evaluation.benchmarks.evalplus import EvalPlusBenchmark, Oracle
+from distill.evaluation.benchmarks.evalplus import EvalPlusBenchmark
+from distill.evaluation.benchmarks.evalplus_tests import Oracle
 from distill.evaluation.code_text import (
     extract_code,
     strip_test_code,
