@@ -201,7 +201,7 @@ def write_table(rows: list[dict[str, object]], out: Path, stem: str, extra: str 
     with (out / f"{stem}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
-        writer.writerows({**r, **stamp} for r in rows)
+        writer.writerows({**stamp, **r} for r in rows)  # a row carried over keeps its own
     text = markdown(rows) + extra
     (out / f"{stem}.md").write_text(text + "\n")
     plot(rows, out / f"{stem}.png")

@@ -9,7 +9,9 @@ Per arm: pass@1 with its 95% bootstrap interval over problems, held-out CE, the 
 test against the untrained student and the share of the teacher-student gap recovered (as in
 `headline.py`). Writes `objectives.csv` (with command, commit, date and machine),
 `objectives_per_problem.csv` (every model's pass on every problem, so later tables need no
-rerun), `objectives.md` and `objectives.png` next to this file; arms can be added as they finish.
+rerun), `objectives.md` and `objectives.png` next to this file; arms can be added as they finish:
+arms already in the committed tables that the sweeps given no longer hold are carried over with
+the commit, date and machine they were measured with.
 """
 
 from __future__ import annotations
@@ -63,13 +65,36 @@ def against_control(rows: list[dict], found: list) -> None:
         row["vs_ce_kl_p"] = paired["p_value"]
 
 
+def carried(out: Path, present: set[str]) -> tuple[list[Model], dict[str, dict[str, str]]]:
+    """The arms of the committed tables in `out` that the sweeps given no longer hold (run
+    outputs are not kept between sessions): their per-problem passes, held-out CE and command,
+    and the commit, date and machine they were measured with."""
+    per_problem, table = out / "objectives_per_problem.csv", out / "objectives.csv"
+    if not per_problem.is_file() or not table.is_file():
+        return [], {}
+    passes: dict[str, dict[str, float]] = {}
+    with per_problem.open() as f:
+        for row in csv.DictReader(f):
+            passes.setdefault(row["model"], {})[row["task_id"]] = float(row["pass"])
+    with table.open() as f:
+        meta = {row["model"]: row for row in csv.DictReader(f)}
+    kept = [n for n in passes if n not in present and n in meta and " s" in n]
+    models = [(n, passes[n], float(meta[n]["heldout_ce"]), meta[n]["command"]) for n in kept]
+    stamps = {n: {k: meta[n][k] for k in ("commit", "date", "machine")} for n in kept}
+    return models, stamps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sweeps", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, default=HERE)
     args = parser.parse_args()
     found = models(args.sweeps)
+    kept, stamps = carried(args.out, {name for name, _, _, _ in found})
+    found = found[:2] + kept + found[2:]  # teacher, untrained student, then arms in run order
     rows = rows_for("humaneval 0-81", found)
+    for row in rows:
+        row.update(stamps.get(str(row["model"]), {}))
     against_control(rows, found)
     with (args.out / "objectives_per_problem.csv").open("w", newline="") as f:
         writer = csv.writer(f)
