@@ -114,8 +114,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--evalplus-python", required=True)
     parser.add_argument("--samples", action="append", required=True, help="BENCHMARK=FILE")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs (0: verdicts only)")
+    parser.add_argument("--out", type=Path, default=HERE, help="folder for the results files")
     args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
     meta = provenance(argv)
     agreement, disagreements, speed = [], [], []
     with tempfile.TemporaryDirectory() as caches:
@@ -143,11 +145,12 @@ def main(argv: list[str]) -> None:
                         speed.append({"benchmark": bench, "samples": name, "n": len(ours),
                                       "tool": tool, "workers": workers, "repeat": repeat,
                                       "seconds": round(seconds, 2)})  # fmt: skip
-    write_csv(HERE / "agreement.csv", agreement, meta)
-    write_csv(HERE / "disagreements.csv", disagreements, meta)
-    write_csv(HERE / "speed.csv", speed, meta)
+    write_csv(args.out / "agreement.csv", agreement, meta)
+    write_csv(args.out / "disagreements.csv", disagreements, meta)
+    if speed:
+        write_csv(args.out / "speed.csv", speed, meta)
     text = tables(agreement, speed, meta)
-    (HERE / "results.md").write_text(text)
+    (args.out / "results.md").write_text(text)
     print(text)
 
 
@@ -211,8 +214,9 @@ def tables(agreement: list[dict], speed: list[dict], meta: dict[str, str]) -> st
             f"{a['base_pass_evalplus']} | {a['plus_pass_distill']} / {a['plus_pass_evalplus']} | "
             f"{a['agree']}/{a['n']} ({a['agree_pct']}%) |"
         )
-    lines += ["", "| benchmark | samples | workers | distill (s) | evalplus 0.3.1 (s) | speed-up |",
-              "|---|---|---|---|---|---|"]  # fmt: skip
+    if speed:
+        lines += ["", "| benchmark | samples | workers | distill (s) | evalplus 0.3.1 (s) "
+                  "| speed-up |", "|---|---|---|---|---|---|"]  # fmt: skip
     groups: dict[tuple, dict[str, list[float]]] = {}
     for s in speed:
         groups.setdefault((s["benchmark"], s["samples"], s["workers"]), {}).setdefault(
@@ -224,7 +228,8 @@ def tables(agreement: list[dict], speed: list[dict], meta: dict[str, str]) -> st
         lines.append(
             f"| {bench} | {samples} | {workers} | {ours:.1f} | {theirs:.1f} | {ratio:.2f}x |"
         )
-    lines.append("\nTimes are the best of the repeats, ground truth warm for both tools.")
+    if speed:
+        lines.append("\nTimes are the best of the repeats, ground truth warm for both tools.")
     return "\n".join(lines) + "\n"
 
 
