@@ -131,7 +131,7 @@ def main(argv: list[str]) -> None:
                 args.evalplus_python, bench, samples, args.workers[0], theirs_cache
             )
             name = Path(file).name
-            for kind, keys in (("model samples", own), ("canonical padding", set(ours) - own)):
+            for kind, keys in (("samples of the file", own), ("canonical padding", set(ours) - own)):
                 if keys:
                     mine = {k: ours[k] for k in keys}
                     agreement.append(agree(bench, name, kind, mine, theirs, disagreements))
