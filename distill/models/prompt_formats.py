@@ -15,10 +15,12 @@ tokens are masked from the labels.
 from __future__ import annotations
 
 from pathlib import Path
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
 
 from distill.errors import ConfigError
+
+if TYPE_CHECKING:  # hints only: the config checks use this module before any model loads
+    from transformers import PreTrainedTokenizerBase
 
 ALPACA_SYSTEM = (
     "Below is an instruction that describes a task. "
