@@ -18,8 +18,15 @@ EVALPLUS_DIR := $(wildcard $(abspath ../shared/data/evalplus))
 ifneq ($(EVALPLUS_DIR),)
 export DISTILL_EVALPLUS_PATH ?= $(EVALPLUS_DIR)
 endif
+# MultiPL-E in five languages (`eval=multipl_e_js` and java, cpp, rs, go).
+MULTIPLE_DIR := $(wildcard $(abspath ../shared/data/multipl-e))
+ifneq ($(MULTIPLE_DIR),)
+export DISTILL_MULTIPLE_PATH ?= $(MULTIPLE_DIR)
+endif
+# The compilers and runtimes MultiPL-E's programs need, from Debian (`make toolchains`, as root).
+TOOLCHAIN_PACKAGES := nodejs g++ default-jdk-headless libjavatuples-java rustc golang-go
 
-.PHONY: demo test test-fast lint clean-venv
+.PHONY: demo test test-fast lint clean-venv toolchains
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -48,6 +55,11 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check distill tests
 	$(VENV)/bin/ruff format --check distill tests
 	$(VENV)/bin/lint-imports
+
+## Debian's compilers and runtimes for `eval=multipl_e_*` (as root; without them those skip).
+toolchains:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(TOOLCHAIN_PACKAGES)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -182,8 +182,11 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
         problems.append(
             f"eval.adapters={e.adapters} has no adapter_config.json: give a train run's adapters/"
         )
-    if e.samples and not Path(e.samples).is_file():
-        problems.append(f"eval.samples={e.samples} does not exist: give a samples JSONL file")
+    if e.samples and not Path(e.samples).exists():
+        problems.append(
+            f"eval.samples={e.samples} does not exist: give a samples JSONL file (or MultiPL-E's "
+            "completions folder)"
+        )
     from distill.evaluation.benchmarks import BENCHMARKS, get_benchmark
 
     if e.benchmark not in BENCHMARKS.names():

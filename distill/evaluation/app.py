@@ -9,7 +9,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.evaluation.harness import evaluate_model, samples_label, score_samples_file
+from distill.evaluation.harness import (
+    evaluate_model,
+    samples_label,
+    score_samples_file,
+    unavailable_metrics,
+)
 from distill.evaluation.samples import eval_files, read_jsonl
 from distill.runs import adapters_dir, update_metrics
 
@@ -67,6 +72,8 @@ def run_eval(
     """
     run_dir = Path(run_dir)
     out_dir = run_dir / "eval"
+    if skipped := unavailable_metrics(cfg.eval.benchmark):  # before a model is loaded
+        return update_metrics(run_dir, skipped)
     if cfg.eval.samples:
         metrics = score_samples_file(Path(cfg.eval.samples), cfg.eval, out_dir)
         label = samples_label(Path(cfg.eval.samples))

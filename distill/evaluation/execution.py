@@ -22,8 +22,10 @@ record; a record that is not well-formed is ``forged_exit``; and stdout is never
 Verdicts (``ExecutionResult.reason``): ``passed``, ``assertion``, ``exception`` (``detail`` names
 it), ``timeout`` (wall clock or CPU limit), ``out_of_memory``, ``file_size``, ``signal`` (``detail``
 names it), ``forged_exit`` (ended with status 0 before the tests finished, or a malformed record),
-``exit`` (a non-zero ``os._exit``), ``not_strict`` and ``sandbox_error`` (a worker was lost: not
-the program's fault, never cached). Untrusted code runs only in :mod:`distill.evaluation.sandbox`.
+``exit`` (a non-zero ``os._exit``, or a compiled program's non-zero exit), ``compile_error`` (a
+program in another language that did not build), ``not_strict`` and ``sandbox_error`` (a worker
+was lost: not the program's fault, never cached). Untrusted code runs only in
+:mod:`distill.evaluation.sandbox`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.errors import UserError
 from distill.evaluation.benchmarks import Problem, benchmark_for
 from distill.evaluation.result_cache import ResultCache, cache_key
 from distill.evaluation.sandbox import Limits, Sandbox, default_hidden_paths, default_workers
@@ -49,7 +52,7 @@ logger = logging.getLogger(__name__)
 MODES = ("compatible", "strict")
 REASONS = (
     "passed", "assertion", "exception", "timeout", "out_of_memory", "file_size", "signal",
-    "forged_exit", "exit", "not_strict", "sandbox_error",
+    "forged_exit", "exit", "compile_error", "not_strict", "sandbox_error",
 )  # fmt: skip
 _EFBIG = 27
 
@@ -158,8 +161,14 @@ def score_samples(
     if jobs:
         hidden = None if hide is None else [*default_hidden_paths(), *map(str, hide)]
         with Sandbox(_pool_size(workers, len(jobs)), limits, hide=hidden) as sandbox:
-            replies = sandbox.run(jobs, progress)
             isolation = sandbox.isolation
+            if isolation == "audit-hook" and any(job["kind"] == "steps" for job in jobs):
+                raise UserError(
+                    "compiled programs need the sandbox's network namespace, which this machine "
+                    "does not allow (isolation: audit-hook): run as root or enable unprivileged "
+                    "user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
+                )
+            replies = sandbox.run(jobs, progress)
         for (i, tests, key), reply in zip(pending, replies, strict=True):
             results[i] = classify(reply, tests, isolation)
             if cache and results[i].reason != "sandbox_error":
@@ -342,7 +351,10 @@ def _strict_reason(results: Any, tests: StrictTests) -> tuple[str, str]:
 
 
 def _failure(record: dict[str, Any]) -> tuple[str, str]:
-    """The verdict on what the program raised: ``{"exc": name, "errno"?}``, ``{"exit": code}``."""
+    """The verdict on what the program raised: ``{"exc": name, "errno"?}``, ``{"exit": code}``,
+    or on the step of a compiled program that failed (``{"stage", ...}``)."""
+    if "stage" in record:
+        return _step_failure(record)
     if "exit" in record:
         if record["exit"] in (0, None):
             return "forged_exit", "SystemExit(0) before the tests finished"
@@ -359,6 +371,35 @@ def _failure(record: dict[str, Any]) -> tuple[str, str]:
     return "exception", name
 
 
+def _step_failure(record: dict[str, Any]) -> tuple[str, str]:
+    """A build that failed, or a run that failed, timed out or was killed by a signal."""
+    stderr = record.get("stderr")
+    hint = _first_error(stderr) if type(stderr) is str else ""
+    if record["stage"] == "compile":
+        return "compile_error", hint or "the build failed"
+    if record.get("timed_out"):
+        return "timeout", "wall clock"
+    code = record.get("code")
+    if type(code) is not int:
+        return "forged_exit", "malformed result record"
+    if code < 0 and -code == signal.SIGXCPU:
+        return "timeout", "CPU time limit"
+    if code < 0:
+        return "signal", _signal_name(-code)
+    return "exit", f"exit code {code}" + (f": {hint}" if hint else "")
+
+
+def _first_error(stderr: str) -> str:
+    """The line of a compiler's or runtime's output that says what went wrong, shortened."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("#")]  # go's package headers
+    for words in (("error",), ("panicked", "assert", "fail")):
+        named = [line for line in lines if any(w in line.lower() for w in words)]
+        if named:
+            return named[0][:200]
+    return (lines or [""])[0][:200]
+
+
 def _result_text(reason: str, detail: str) -> str:
     texts = {
         "passed": "passed",
@@ -369,6 +410,7 @@ def _result_text(reason: str, detail: str) -> str:
         "forged_exit": "failed: exited before the tests finished",
         "not_strict": "not strict-scorable",
         "sandbox_error": "failed: sandbox error",
+        "compile_error": f"failed: compile error: {detail}",
     }
     return texts.get(reason) or f"failed: {detail}"
 

@@ -8,6 +8,7 @@ the problem's samples) and ``raw`` (the text before post-processing). A results 
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import os
@@ -115,7 +116,9 @@ def check_meta(files: EvalFiles, settings: dict[str, Any]) -> None:
 
 
 def load_samples(path: Path) -> list[tuple[str, str, str]]:
-    """Read another tool's samples file: ``task_id`` and ``completion`` or ``solution`` a line.
+    """Read another tool's samples: a JSONL file with ``task_id`` and ``completion`` or
+    ``solution`` a line (human-eval, EvalPlus), or MultiPL-E's completions (a folder of
+    ``<problem>.json(.gz)`` files, or one such file), each with ``name`` and ``completions``.
 
     Returns:
         ``(task_id, key, code)`` per line, in file order: ``key`` is ``"completion"`` (the
@@ -126,6 +129,8 @@ def load_samples(path: Path) -> list[tuple[str, str, str]]:
         UserError: Naming the line that lacks ``task_id`` or both code fields.
     """
     path = Path(path)
+    if path.is_dir() or path.name.endswith((".json", ".json.gz")):
+        return _multipl_e_samples(path)
     if not path.is_file():
         raise UserError(f"eval.samples={path} does not exist: give a samples JSONL file")
     samples = []
@@ -137,6 +142,37 @@ def load_samples(path: Path) -> list[tuple[str, str, str]]:
                 "(human-eval) or 'solution' (EvalPlus)"
             )
         samples.append((row["task_id"], key, row[key]))
+    return samples
+
+
+def _multipl_e_samples(path: Path) -> list[tuple[str, str, str]]:
+    """MultiPL-E's completions files (its ``*.results.json`` files are skipped)."""
+    if path.is_dir():
+        files = sorted(
+            p
+            for p in path.iterdir()
+            if p.name.endswith((".json", ".json.gz")) and ".results.json" not in p.name
+        )
+    elif path.is_file():
+        files = [path]
+    else:
+        raise UserError(f"eval.samples={path} does not exist: give MultiPL-E's completions")
+    if not files:
+        raise UserError(f"eval.samples={path} holds no MultiPL-E <problem>.json(.gz) files")
+    samples = []
+    for file in files:
+        opener = gzip.open if file.name.endswith(".gz") else open
+        try:
+            with opener(file, "rt", encoding="utf-8") as f:
+                record = json.load(f)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{file}: not a MultiPL-E completions file ({e})") from None
+        record = record if isinstance(record, dict) else {}
+        completions = record.get("completions")
+        strings = isinstance(completions, list) and all(isinstance(c, str) for c in completions)
+        if not isinstance(record.get("name"), str) or not strings:
+            raise UserError(f"{file}: needs a string 'name' and a list of string 'completions'")
+        samples += [(record["name"], "completion", c) for c in completions]
     return samples
 
 

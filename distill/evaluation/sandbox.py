@@ -244,8 +244,10 @@ class Sandbox:
         """Run jobs on the workers; one reply per job, in order.
 
         Args:
-            jobs: Dicts with ``kind`` (``"program"`` or ``"calls"``), ``source``, ``timeout``
-                and, for calls, ``entry`` and encoded ``args``.
+            jobs: Dicts with ``kind`` (``"program"``, ``"calls"`` or ``"steps"``), ``timeout``,
+                ``source`` (program and calls), for calls ``entry`` and encoded ``args``, for
+                steps ``files``, ``steps`` and ``env``; any may add ``rlimits`` that replace
+                :class:`Limits`' own.
             progress: Show a progress bar.
 
         Returns:
@@ -270,7 +272,8 @@ class Sandbox:
         job = jobs[index]
         message = {
             **job,
-            "limits": self.limits.rlimits(job["timeout"]),
+            # A job may ask for more (a compiler's address space): its benchmark's limits.
+            "limits": {**self.limits.rlimits(job["timeout"]), **job.get("rlimits", {})},
             "max_record": self.limits.file_size_bytes,
         }
         worker.job = (index, time.monotonic() + job["timeout"] + _GRACE_S)

@@ -21,6 +21,7 @@ import random
 import resource
 import signal
 import socket
+import subprocess
 import sys
 import time
 from typing import Any
@@ -135,6 +136,8 @@ def _execute(job: dict[str, Any], codec: Any) -> dict[str, Any]:
     :func:`~distill.evaluation.sandbox_codec.digest_value`) and ``record_time`` (each call's
     seconds come back as ``times``, and the seconds its result took to encode as ``send_times``).
     """
+    if job["kind"] == "steps":
+        return _steps(job)
     # Arguments are decoded before any sample code runs (pickled ones come from the evaluator's
     # trusted benchmark data, so this side may unpickle them).
     if "args_pickle" in job:
@@ -187,6 +190,44 @@ def _execute(job: dict[str, Any], codec: Any) -> dict[str, Any]:
     if job.get("record_time"):
         return {"results": results, "times": times, "send_times": send_times}
     return {"results": results}
+
+
+def _steps(job: dict[str, Any]) -> dict[str, Any]:
+    """Write the job's files, then run its commands in turn (build, then tests), each with its
+    own wall clock; the first that fails, times out or is missing ends the job.
+
+    Returns:
+        ``{"ok": True}``, or ``{"stage", "code" | "timed_out", "stderr"}`` for the failed step
+        (the end of its stderr, for the results file; the program wrote it, so only a hint).
+    """
+    for name, text in job["files"].items():
+        with open(name, "w", encoding="utf-8") as f:
+            f.write(text)
+    env = {**os.environ, **job.get("env", {})}
+    for step in job["steps"]:
+        failure: dict[str, Any] = {"stage": step["stage"]}
+        with open(".stderr", "w+b") as err:
+            try:
+                code = subprocess.run(
+                    step["argv"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    env=env,
+                    timeout=step["timeout"],
+                ).returncode
+            except subprocess.TimeoutExpired:
+                code, failure["timed_out"] = None, True
+            except FileNotFoundError:
+                return {"internal": f"{step['argv'][0]} is not installed"}
+            if code == 0:
+                continue
+            if code is not None:
+                failure["code"] = code
+            err.seek(max(0, err.seek(0, os.SEEK_END) - 2000))
+            failure["stderr"] = err.read().decode("utf-8", "replace")
+        return failure
+    return {"ok": True}
 
 
 def _encoded(value: Any, codec: Any, max_items: int | None) -> list[Any]:

@@ -36,7 +36,7 @@ from typing import Any
 PR_SET_CHILD_SUBREAPER = 36
 PREIMPORT = (
     "array bisect collections copy datetime decimal fractions functools hashlib heapq itertools "
-    "json math operator random re statistics string typing"
+    "json math operator random re statistics string subprocess typing"
 ).split()
 _HEADER = struct.Struct("!Q")
 _EXITED_NOWAIT = os.WEXITED | os.WNOHANG | os.WNOWAIT

@@ -88,6 +88,11 @@ class Benchmark:
             ]
         return []
 
+    def unavailable(self) -> str | None:
+        """Why this benchmark cannot be scored on this machine (a missing compiler, naming what
+        to install), or None. An unavailable benchmark is skipped, not scored as failing."""
+        return None
+
     def hidden_paths(self, data_path: str | None) -> list[str]:
         """Benchmark files that hold reference solutions: hidden from the programs it runs."""
         return [str(Path(data_path).resolve())] if data_path else []
