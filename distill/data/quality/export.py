@@ -174,13 +174,16 @@ def _size_category(n: int) -> str:
 def _decontam_note(q: Any) -> str:
     if not q.decontaminate or not q.benchmarks:
         return "Decontamination: off."
-    used = [b for b in q.benchmarks if b != "mbpp" or q.mbpp_path]
+    paths = {"mbpp": q.mbpp_path, "multipl_e": getattr(q, "multipl_e_path", None)}
+    skipped = [b for b in q.benchmarks if b in paths and not paths[b]]
+    used = [b for b in q.benchmarks if b not in skipped]
     note = (
         f"Decontamination: {q.decontam_ngram}-gram overlap >= {q.decontam_threshold} with the "
-        f"prompts and solutions of {', '.join(used) or 'no benchmark'}."
+        f"prompts, solutions and tests of {', '.join(used) or 'no benchmark'}."
     )
-    if "mbpp" in q.benchmarks and not q.mbpp_path:
-        note += " MBPP was skipped: no data.quality.mbpp_path."
+    for bench in skipped:
+        name = {"mbpp": "MBPP", "multipl_e": "MultiPL-E"}[bench]
+        note += f" {name} was skipped: no data.quality.{bench}_path."
     return note
 
 

