@@ -182,6 +182,11 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
         problems.append(
             f"eval.adapters={e.adapters} has no adapter_config.json: give a train run's adapters/"
         )
+    if e.model not in ("student", "teacher") and not (Path(e.model) / "config.json").is_file():
+        problems.append(
+            f"eval.model={e.model}: use 'student' (with eval.adapters), 'teacher', or a model "
+            "folder with a config.json (what `distill export` writes)"
+        )
     if e.samples and not Path(e.samples).exists():
         problems.append(
             f"eval.samples={e.samples} does not exist: give a samples JSONL file (or MultiPL-E's "
@@ -210,12 +215,41 @@ def check_cache_teacher(cfg: DictConfig) -> Iterable[str]:
     return []
 
 
+def check_export(cfg: DictConfig) -> Iterable[str]:
+    x = cfg.export
+    if (x.run is None) == (x.adapters is None):
+        return [
+            "give one of export.run=<train or pipeline run directory> and "
+            "export.adapters=<adapters folder>"
+        ]
+    problems = []
+    if x.run is not None and not (Path(x.run) / "adapters" / "adapter_config.json").is_file():
+        problems.append(
+            f"export.run={x.run} has no adapters/adapter_config.json: give a run that trained "
+            "(`distill train` or `distill pipeline`)"
+        )
+    if x.adapters is not None and not (Path(x.adapters) / "adapter_config.json").is_file():
+        problems.append(
+            f"export.adapters={x.adapters} has no adapter_config.json: give a train run's "
+            "adapters/ folder"
+        )
+    out = Path(x.out) if x.out else None
+    if out is not None and out.exists() and any(out.iterdir()):
+        if not (out / "export.json").is_file():
+            problems.append(
+                f"export.out={out} exists and is not an earlier export: choose an empty or new "
+                "folder (an earlier export there is replaced)"
+            )
+    return problems
+
+
 STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
     "generate": (check_data,),
     "train": (check_dataset, check_losses),
     "eval": (check_eval,),
     "teacher_cache": (check_dataset, check_cache_teacher),
     "pipeline": (check_data, check_losses, check_eval),
+    "export": (check_export,),
 }
 
 

@@ -33,6 +33,7 @@ COMMANDS = {
     "teacher-cache": "the white-box teacher's sparse logits (top-k or sampled) over the dataset",
     "losses": "list every registered loss component, what it needs and its arguments",
     "compare": "several runs' metrics side by side: table, Markdown, CSV and a pass@k bar chart",
+    "export": "merge a run's adapters into the student: a Hugging Face folder with a model card",
 }
 USAGE = (
     "usage: distill <command> [hydra overrides] [-m] [--help]\n\ncommands:\n"
@@ -91,6 +92,10 @@ def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
         from distill.data.cache.app import run_teacher_cache
 
         return run_teacher_cache
+    if stage == "export":
+        from distill.export.app import run_export
+
+        return run_export
     from distill.pipeline import run_pipeline
 
     return run_pipeline

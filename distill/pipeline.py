@@ -11,13 +11,13 @@ from omegaconf import DictConfig
 from distill.baselines import baseline_key, load_baselines, store_baselines
 from distill.data.app import run_generate
 from distill.evaluation.harness import evaluate_model
+from distill.evaluation.heldout import heldout_scores
 from distill.evaluation.report import comparison_table, paired_comparison
 from distill.evaluation.samples import eval_files, read_jsonl
 from distill.evaluation.scoring import per_problem_pass
 from distill.hardware import inference_device
 from distill.runs import update_metrics
 from distill.training.app import build_training, fit
-from distill.training.heldout import heldout_scores
 
 log = logging.getLogger(__name__)
 

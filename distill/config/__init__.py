@@ -22,6 +22,7 @@ from distill.config.base import (
 from distill.config.cache import LogitCacheConfig
 from distill.config.data import DataConfig, QualityConfig
 from distill.config.evaluation import EvalConfig
+from distill.config.export import ExportConfig
 from distill.config.run import RunConfig
 from distill.config.student import LoraSettings, StudentConfig
 from distill.config.teacher import TeacherConfig
@@ -39,6 +40,7 @@ __all__ = [
     "Checks",
     "DataConfig",
     "EvalConfig",
+    "ExportConfig",
     "HardwareConfig",
     "LogitCacheConfig",
     "LoraSettings",

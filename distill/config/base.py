@@ -27,6 +27,7 @@ VALUE_GROUPS = (
     "train",
     "eval",
     "teacher_cache",
+    "export",
 )
 
 

@@ -15,7 +15,7 @@ class EvalConfig:
     """
 
     benchmark: str = "humaneval"
-    model: str = "student"
+    model: str = "student"  # or "teacher", or an exported model's folder (`distill export`)
     adapters: str | None = None
     data_path: str | None = None  # the benchmark's data (its YAML: an env var); null: its default
     samples: str | None = None
@@ -42,8 +42,9 @@ class EvalConfig:
             f"eval.backend={self.backend!r}; allowed: {', '.join(EVAL_BACKENDS)}",
         )
         check.require(
-            self.model in ("student", "teacher"),
-            f"eval.model={self.model!r}: use 'student' (with eval.adapters) or 'teacher'",
+            bool(self.model),
+            "eval.model is empty: use 'student' (with eval.adapters), 'teacher' or the folder "
+            "of an exported model",
         )
         check.require(self.limit is None or self.limit > 0, "eval.limit must be > 0 or null (all)")
         check.require(

@@ -10,6 +10,7 @@ from omegaconf import MISSING
 from distill.config.cache import LogitCacheConfig
 from distill.config.data import DataConfig
 from distill.config.evaluation import EvalConfig
+from distill.config.export import ExportConfig
 from distill.config.student import StudentConfig
 from distill.config.training import HardwareConfig, LossConfig, TrainConfig
 
@@ -30,6 +31,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     teacher_cache: LogitCacheConfig = field(default_factory=LogitCacheConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
     logger: Any = None
     # true: continue from <run dir>/checkpoints/last.ckpt (give hydra.run.dir or hydra.sweep.dir
     # of the killed run); a path: that checkpoint; false: start afresh.

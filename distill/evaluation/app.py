@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
-    """(model, tokenizer, label): `eval.model=teacher`, or the student with `eval.adapters`.
+    """(model, tokenizer, label): `eval.model=teacher`, the student with `eval.adapters`, or an
+    exported model's folder (`eval.model=<folder>`, label `exported`: the shipped artefact).
 
     Without `eval.adapters`, the run directory's own `adapters/` is used when it exists (the
     pipeline's layout), else the student is scored as it was before distillation. The model runs
@@ -35,6 +36,8 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
     from distill.models.loading import load_base_student
     from distill.models.prompt_formats import adapter_prompt_format
 
+    if cfg.eval.model not in ("student", "teacher"):
+        return _load_exported(cfg, Path(cfg.eval.model))
     teacher = cfg.eval.model == "teacher"
     adapters = Path(cfg.eval.adapters) if cfg.eval.adapters else adapters_dir(run_dir)
     has_adapters = not teacher and (adapters / "adapter_config.json").exists()
@@ -59,6 +62,25 @@ def load_eval_model(cfg: DictConfig, run_dir: Path) -> tuple[Any, Any, str]:
 
     log.info("student adapters: %s", adapters)
     return PeftModel.from_pretrained(model, str(adapters)), tokenizer, label
+
+
+def _load_exported(cfg: DictConfig, folder: Path) -> tuple[Any, Any, str]:
+    """A model folder (`distill export`'s, or any other) with its own tokenizer and format."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.hardware import inference_device
+
+    if cfg.eval.backend == "vllm":
+        from distill.evaluation.vllm_backend import load_vllm
+
+        return (
+            load_vllm(str(folder), None, seed=cfg.seed),
+            AutoTokenizer.from_pretrained(folder),
+            "exported",
+        )
+    device = inference_device(cfg.hardware)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto").to(device).eval()
+    return model, AutoTokenizer.from_pretrained(folder), "exported"
 
 
 def run_eval(

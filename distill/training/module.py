@@ -13,11 +13,11 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from distill.evaluation.heldout import answer_token_scores
 from distill.losses import CompositeLoss, StepOutputs
 from distill.losses.composite import LAYER_OUTPUTS, LossResult
 from distill.losses.layer_map import text_config
 from distill.training.capture import can_record, record_layers
-from distill.training.heldout import answer_token_scores
 from distill.training.on_policy import OnPolicy, decode_samples
 
 log = logging.getLogger(__name__)

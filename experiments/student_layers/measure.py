@@ -30,9 +30,9 @@ from torch.utils.data import DataLoader
 from distill.config import EvalConfig
 from distill.data.batching.datamodule import DistillDataModule, collate
 from distill.evaluation.harness import evaluate_model
+from distill.evaluation.heldout import heldout_scores
 from distill.models import load_teacher, load_tokenizer
 from distill.models.loading import load_base_student
-from distill.training.heldout import heldout_scores
 
 log = logging.getLogger("student_layers")
 

@@ -10,9 +10,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch.utils.data import DataLoader
 
+from distill.evaluation.heldout import heldout_scores
 from distill.losses import build_loss
 from distill.testing import fake_batch, tiny_llama, tiny_tokenizer
-from distill.training.heldout import heldout_scores
 from distill.training.module import DistillationModule
 
 

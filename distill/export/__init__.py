@@ -1,0 +1,1 @@
+"""Shipping a trained student: merged Hugging Face folder, model card and provenance."""

@@ -1,0 +1,188 @@
+"""The export stage: a trained student as a Hugging Face folder that loads without distill.
+
+`distill export export.run=<train or pipeline run>` writes `<run dir>/model/`: `config.json` and
+`model.safetensors` (the adapters merged into the dequantized base, in `export.dtype`), the
+tokenizer with the chat template the student trained with, `generation_config.json`, a model card
+(`README.md`) and `export.json` (provenance and the merge check). The folder is written under a
+`.partial` name and renamed only when complete, so a failed export never looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import subprocess
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from distill.data.batching.datamodule import DistillDataModule
+from distill.data.store import read_records
+from distill.errors import UserError
+from distill.evaluation.heldout import heldout_scores
+from distill.export.card import model_card, read_report
+from distill.export.merge import merged_student, trained_student
+from distill.runs import adapters_dir, dataset_path, update_metrics
+
+log = logging.getLogger(__name__)
+
+
+def export_source(cfg: DictConfig) -> tuple[Path, DictConfig, Path | None]:
+    """(adapters folder, the config they were trained with, the source run directory or None).
+
+    With `export.run`, the run's own `.hydra/config.yaml` says which student, data and loss it
+    trained (this command's `student` is ignored); with `export.adapters`, this config does.
+    """
+    if cfg.export.run is None:
+        return Path(cfg.export.adapters), cfg, None
+    run = Path(cfg.export.run)
+    saved = run / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise UserError(
+            f"export.run={run} has no .hydra/config.yaml (not a distill run directory): give "
+            "the adapters folder as export.adapters=<folder> with the student= it was trained with"
+        )
+    return adapters_dir(run), OmegaConf.load(saved), run
+
+
+def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Merge, check, write the folder and its card; return the `export/...` metrics."""
+    start = time.perf_counter()
+    adapters, source, source_run = export_source(cfg)
+    out = Path(cfg.export.out) if cfg.export.out else Path(run_dir) / "model"
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)  # a previous export that failed half-way
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(adapters))  # saved beside them, with its format
+    merged = merged_student(source.student, adapters, cfg.export.dtype)
+    check = None
+    if cfg.export.check:
+        check = merge_check(source, source_run, adapters, merged, tokenizer, cfg.export)
+    merged.generation_config.pad_token_id = tokenizer.pad_token_id
+    merged.generation_config.eos_token_id = tokenizer.eos_token_id
+    merged.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    record = provenance(cfg, source, adapters, source_run, check)
+    records = list(read_records(dataset_path(source, source_run))) if source_run else []
+    metrics = _read_metrics(source_run)
+    card = model_card(
+        source, records, metrics, read_report(source_run) if source_run else None, record
+    )
+    (partial / "README.md").write_text(card)
+    (partial / "export.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    partial.rename(out)
+    log.info("exported %s -> %s (%s)", adapters, out, cfg.export.dtype)
+    result: dict[str, Any] = {"export/out": str(out), "export/dtype": cfg.export.dtype}
+    result.update({f"export/check/{k}": v for k, v in (check or {}).items()})
+    result["export/seconds"] = time.perf_counter() - start
+    if check:
+        log.info("merge check:\n%s", check_table(check))
+    return update_metrics(run_dir, result)
+
+
+def merge_check(
+    source: DictConfig,
+    source_run: Path | None,
+    adapters: Path,
+    merged: Any,
+    tokenizer: Any,
+    export: DictConfig,
+) -> dict[str, Any] | None:
+    """The merged model against the adapters on the base as trained, on held-out answers:
+    each one's cross-entropy, and how often their next tokens agree."""
+    if source_run is None or not dataset_path(source, source_run).exists():
+        log.warning("export.check: no dataset beside the adapters; the merge is not checked")
+        return None
+    data = DistillDataModule(
+        dataset_path(source, source_run),
+        tokenizer,
+        max_length=source.data.max_length,
+        batch_size=4,
+        val_fraction=source.data.val_fraction,
+        seed=source.seed,
+        quality=source.data,
+    )
+    data.setup("fit")
+    data.val_set = data.val_set[: export.check_examples]
+    batches = list(data.val_dataloader())
+    trained = trained_student(source.student, adapters)
+    as_trained = heldout_scores(trained, None, batches)
+    exported = heldout_scores(merged, trained, batches)
+    return {
+        "tokens": as_trained["tokens"],
+        "ce_adapters": as_trained["ce"],
+        "ce_merged": exported["ce"],
+        "top1_agreement": exported["top1_agreement"],
+    }
+
+
+def check_table(check: dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "| model | held-out CE (nats/token) | next-token agreement with the adapters |",
+            "|---|---|---|",
+            f"| adapters on the base as trained | {check['ce_adapters']:.4f} | - |",
+            f"| exported (merged) | {check['ce_merged']:.4f} | {check['top1_agreement']:.2%} |",
+            f"\n{check['tokens']} held-out answer tokens",
+        ]
+    )
+
+
+def provenance(
+    cfg: DictConfig,
+    source: DictConfig,
+    adapters: Path,
+    source_run: Path | None,
+    check: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """What `export.json` records: where the model came from and what was checked."""
+    weights = adapters / "adapter_model.safetensors"
+    config_text = OmegaConf.to_yaml(source, resolve=False)
+    return {
+        "source_run": str(source_run) if source_run else None,
+        "adapters": str(adapters),
+        "adapters_sha256": _sha256(weights) if weights.is_file() else None,
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "student": str(source.student.path),
+        "quantization": source.student.quantization,
+        "dtype": cfg.export.dtype,
+        "distill_commit": _commit(),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "check": check,
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _commit() -> str | None:
+    """The commit of the distill checkout this runs from (None outside a git checkout)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def _read_metrics(run: Path | None) -> dict[str, Any]:
+    path = Path(run) / "metrics.json" if run else None
+    return json.loads(path.read_text()) if path and path.is_file() else {}

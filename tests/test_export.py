@@ -1,0 +1,166 @@
+"""`distill export` through the real entry point, on a tiny student trained in 4-bit NF4."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from omegaconf import OmegaConf
+from safetensors import safe_open
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from distill.export.card import ANTHROPIC_NOTE, model_card
+
+DISTILL = [sys.executable, "-m", "distill"]
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*DISTILL, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A pipeline run of the tiny pair with the student in 4-bit NF4, as the real pairs train."""
+    run_dir = tmp_path_factory.mktemp("export") / "run"
+    args = ["pipeline", "experiment=tiny_smoke", "student.quantization=nf4"]
+    out = run([*args, f"hydra.run.dir={run_dir}"], run_dir.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def exported(trained) -> Path:
+    """The run exported in float32: the merge must then reproduce the adapters exactly."""
+    out_dir = trained.parent / "export32"
+    args = ["export", f"export.run={trained}", "export.dtype=float32", f"hydra.run.dir={out_dir}"]
+    out = run(args, trained.parent)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out_dir / "model"
+
+
+def test_the_export_loads_with_plain_transformers(exported, trained) -> None:
+    model = AutoModelForCausalLM.from_pretrained(exported)
+    assert getattr(model.config, "quantization_config", None) is None  # dense, no bitsandbytes
+    assert not any("lora" in name for name, _ in model.named_parameters())  # merged, not wrapped
+    assert AutoTokenizer.from_pretrained(exported).chat_template  # the format it trained with
+    record = json.loads((exported / "export.json").read_text())
+    weights = trained / "adapters" / "adapter_model.safetensors"
+    assert record["adapters_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert record["quantization"] == "nf4" and record["dtype"] == "float32"
+    assert not exported.with_name("model.partial").exists()
+
+
+def test_a_float32_merge_reproduces_the_adapters_on_the_4bit_base(exported) -> None:
+    check = json.loads((exported / "export.json").read_text())["check"]
+    assert check["tokens"] > 50
+    assert check["top1_agreement"] == 1.0
+    assert check["ce_merged"] == pytest.approx(check["ce_adapters"], abs=1e-4)
+
+
+def test_the_merged_weights_are_the_dequantized_base_plus_the_adapters(exported, trained):
+    """One projection by hand: NF4 base dequantized, plus scale * B @ A from the adapters."""
+    from peft import PeftModel
+
+    from distill.models.loading import load_base_student
+
+    student = OmegaConf.load(trained / ".hydra" / "config.yaml").student
+    base = load_base_student(student).dequantize()
+    name = "model.layers.0.self_attn.q_proj.weight"
+    dense = dict(base.named_parameters())[name].detach().clone()
+    peft = PeftModel.from_pretrained(base, str(trained / "adapters"))
+    layer = peft.base_model.model.model.layers[0].self_attn.q_proj
+    delta = layer.get_delta_weight("default")
+    assert delta.abs().sum() > 0  # the adapters were trained
+    with safe_open(str(exported / "model.safetensors"), "pt") as f:
+        merged = f.get_tensor(name)
+    torch.testing.assert_close(merged, dense + delta, rtol=0, atol=1e-6)
+
+
+def test_the_exported_model_generates_what_the_adapters_generate(exported, trained, tmp_path):
+    """`distill eval eval.model=<export>` against the adapters on the 4-bit base: same samples."""
+    common = ["eval", "experiment=tiny_smoke", "student.quantization=nf4"]
+    a = run([*common, f"eval.model={exported}", f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
+    b = run(
+        [*common, f"eval.adapters={trained / 'adapters'}", f"hydra.run.dir={tmp_path / 'b'}"],
+        tmp_path,
+    )
+    assert a.returncode == 0 and b.returncode == 0, (a.stderr[-2000:], b.stderr[-2000:])
+    raw_a = [json.loads(x)["raw"] for x in (tmp_path / "a/eval/exported_samples.jsonl").open()]
+    raw_b = [json.loads(x)["raw"] for x in (tmp_path / "b/eval/student_samples.jsonl").open()]
+    assert len(raw_a) == 3 and raw_a == raw_b
+    assert any(raw_a)  # it generated text, not nothing
+
+
+def test_bfloat16_export_and_the_model_card(trained, tmp_path) -> None:
+    out = tmp_path / "shipped"
+    args = ["export", f"export.run={trained}", f"export.out={out}", "export.check=false"]
+    done = run([*args, f"hydra.run.dir={tmp_path / 'x'}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("model.embed_tokens.weight").dtype == torch.bfloat16
+    card = (out / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["base_model"] == "tiny:student" and meta["library_name"] == "transformers"
+    for part in ("## Training data", "| python |", "## Evaluation", "HumanEval pass@1 [95% CI]"):
+        assert part in card, part
+    assert "Not run" in card  # the check was off, and the card says so
+
+
+def test_bad_input_is_named_before_any_work(trained, tmp_path) -> None:
+    cases = [
+        ([], "give one of export.run"),
+        ([f"export.run={tmp_path}"], "has no adapters/adapter_config.json"),
+        ([f"export.adapters={tmp_path}"], "has no adapter_config.json"),
+        ([f"export.run={trained}", "export.dtype=int3"], "export.dtype='int3'"),
+        ([f"export.run={trained}", f"export.out={trained}"], "is not an earlier export"),
+    ]
+    for overrides, message in cases:
+        done = run(["export", *overrides, f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+        assert done.returncode == 2, (overrides, done.stderr[-1500:])
+        assert message in done.stderr + done.stdout, overrides
+
+
+def test_a_failed_export_leaves_nothing_that_looks_complete(trained, tmp_path) -> None:
+    broken = tmp_path / "adapters"
+    broken.mkdir()
+    for f in (trained / "adapters").iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / "adapter_model.safetensors").write_bytes(b"not safetensors")
+    out = tmp_path / "model"
+    args = ["export", f"export.adapters={broken}", f"export.out={out}", "experiment=tiny_smoke"]
+    done = run([*args, "student.quantization=nf4", f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
+    assert done.returncode != 0
+    assert not out.exists()
+
+
+def test_a_claude_trained_model_card_carries_anthropic_terms() -> None:
+    source = OmegaConf.create(
+        {
+            "seed": 0,
+            "student": {
+                "name": "s", "path": "codellama/CodeLlama-7b-hf", "keep_layers": None,
+                "quantization": "nf4", "lora": {"r": 16, "alpha": 32},
+            },
+            "teacher": {"name": "claude-sonnet", "kind": "claude"},
+            "data": {
+                "name": "code_instruct_6lang", "batch_size": 8,
+                "quality": {"decontaminate": True, "decontam_ngram": 10,
+                            "decontam_threshold": 0.5, "benchmarks": ["humaneval"]},
+            },
+            "loss": {"components": {"ce": {"weight": 1.0}}},
+            "train": {"max_steps": 100, "optimizer": {"lr": 2e-4}},
+        }
+    )  # fmt: skip
+    records = [{"language": "rust", "task_kind": "implement"}] * 3
+    card = model_card(source, records, {}, None, {"dtype": "bfloat16", "check": None})
+    assert (
+        ANTHROPIC_NOTE in card and "license: llama2" in card and "| rust | implement | 3 |" in card
+    )
