@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from distill.config.export import check_gguf_request
 
 
 def check_teacher(cfg: DictConfig) -> Iterable[str]:
@@ -233,6 +236,9 @@ def check_export(cfg: DictConfig) -> Iterable[str]:
             f"export.adapters={x.adapters} has no adapter_config.json: give a train run's "
             "adapters/ folder"
         )
+    adapters = Path(x.adapters) if x.adapters else Path(x.run or ".") / "adapters"
+    if x.gguf and (adapters / "adapter_config.json").is_file():
+        problems += check_gguf_request(list(x.gguf), _base_model_type(adapters))
     out = Path(x.out) if x.out else None
     if out is not None and out.exists() and any(out.iterdir()):
         if not (out / "export.json").is_file():
@@ -241,6 +247,14 @@ def check_export(cfg: DictConfig) -> Iterable[str]:
                 "folder (an earlier export there is replaced)"
             )
     return problems
+
+
+def _base_model_type(adapters: Path) -> str | None:
+    """The architecture (``model_type``) of the base the adapters were trained on, when its
+    folder is at hand (read from two small JSON files: no weights)."""
+    base = json.loads((adapters / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    config = Path(base or "") / "config.json"
+    return json.loads(config.read_text()).get("model_type") if config.is_file() else None
 
 
 STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {

@@ -15,7 +15,11 @@ from omegaconf import OmegaConf
 from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from distill.config.export import check_gguf_request
 from distill.export.card import ANTHROPIC_NOTE, model_card
+from distill.export.gguf import TOLERANCE
+from distill.export.ollama import ollama_template
+from distill.models.prompt_formats import PROMPT_FORMATS
 
 DISTILL = [sys.executable, "-m", "distill"]
 
@@ -99,14 +103,22 @@ def test_the_exported_model_generates_what_the_adapters_generate(exported, train
     assert any(raw_a)  # it generated text, not nothing
 
 
-def test_bfloat16_export_and_the_model_card(trained, tmp_path) -> None:
-    out = tmp_path / "shipped"
+@pytest.fixture(scope="module")
+def shipped(trained) -> Path:
+    """The run exported as shipped: bfloat16, both GGUF types, an Ollama Modelfile."""
+    out = trained.parent / "shipped"
     args = ["export", f"export.run={trained}", f"export.out={out}", "export.check=false"]
-    done = run([*args, f"hydra.run.dir={tmp_path / 'x'}"], tmp_path)
+    done = run(
+        [*args, "export.gguf=[f16,q8_0]", f"hydra.run.dir={trained.parent / 'x'}"], trained.parent
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    with safe_open(str(out / "model.safetensors"), "pt") as f:
+    return out
+
+
+def test_bfloat16_export_and_the_model_card(shipped) -> None:
+    with safe_open(str(shipped / "model.safetensors"), "pt") as f:
         assert f.get_tensor("model.embed_tokens.weight").dtype == torch.bfloat16
-    card = (out / "README.md").read_text()
+    card = (shipped / "README.md").read_text()
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["base_model"] == "tiny:student" and meta["library_name"] == "transformers"
     for part in ("## Training data", "| python |", "## Evaluation", "HumanEval pass@1 [95% CI]"):
@@ -121,6 +133,7 @@ def test_bad_input_is_named_before_any_work(trained, tmp_path) -> None:
         ([f"export.adapters={tmp_path}"], "has no adapter_config.json"),
         ([f"export.run={trained}", "export.dtype=int3"], "export.dtype='int3'"),
         ([f"export.run={trained}", f"export.out={trained}"], "is not an earlier export"),
+        ([f"export.run={trained}", "export.gguf=[q4_k]"], "unknown ['q4_k']"),
     ]
     for overrides, message in cases:
         done = run(["export", *overrides, f"hydra.run.dir={tmp_path / 'r'}"], tmp_path)
@@ -164,3 +177,39 @@ def test_a_claude_trained_model_card_carries_anthropic_terms() -> None:
     assert (
         ANTHROPIC_NOTE in card and "license: llama2" in card and "| rust | implement | 3 |" in card
     )
+
+
+def test_gguf_files_load_back_with_their_logits_within_tolerance(shipped) -> None:
+    exported = shipped
+    record = json.loads((exported / "export.json").read_text())["gguf"]
+    assert set(record) == {"f16", "q8_0"}
+    # f16 holds every bfloat16 weight of these small models exactly: the same logits (a wrong
+    # rotary permutation or tensor name would measure about 1.7).
+    assert record["f16"]["max_rel_diff"] < 1e-5 and record["f16"]["top1_agreement"] == 1.0
+    assert record["q8_0"]["max_rel_diff"] <= TOLERANCE["q8_0"]
+    q8 = exported / record["q8_0"]["file"]
+    assert q8.stat().st_size < (exported / record["f16"]["file"]).stat().st_size
+    # Independently of the export's own check: transformers reads the file as the same model.
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        exported, gguf_file=record["f16"]["file"], dtype=torch.float32
+    )
+    merged = AutoModelForCausalLM.from_pretrained(exported, dtype=torch.float32)
+    ids = AutoTokenizer.from_pretrained(exported)("def f(x):\n    return", return_tensors="pt")
+    with torch.no_grad():
+        a, b = merged(**ids).logits, gguf_model(**ids).logits
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5 * float(a.abs().max()))
+    modelfile = (exported / "Modelfile").read_text()
+    assert f"FROM ./{record['q8_0']['file']}" in modelfile and "<|im_start|>" in modelfile
+
+
+def test_gguf_requests_the_writer_cannot_serve_are_named() -> None:
+    assert "no GGUF writer" in check_gguf_request(["f16"], "gpt2")[0]
+    assert check_gguf_request(["f16", "q8_0"], "qwen2") == []
+    assert check_gguf_request([], "gpt2") == []  # no GGUF asked: any architecture exports
+
+
+def test_ollama_templates_for_the_trained_formats() -> None:
+    assert ollama_template(PROMPT_FORMATS["alpaca"], "</s>")[0].endswith("### Response:\n")
+    template, stops = ollama_template(PROMPT_FORMATS["codellama_instruct"], "</s>")
+    assert template.startswith("[INST]") and stops == ["</s>"]
+    assert ollama_template("{{ messages }}", "</s>") == (None, [])

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from distill.config.base import Checks
 
 EXPORT_DTYPES = ("bfloat16", "float16", "float32")
+GGUF_TYPES = ("f16", "q8_0")
+GGUF_ARCHITECTURES = ("llama", "qwen2")  # what distill/export/gguf.py writes
 
 
 @dataclass
@@ -16,7 +18,8 @@ class ExportConfig:
     `run` is a train or pipeline run directory (its `adapters/`, and the student and data its
     `.hydra/config.yaml` records); or `adapters` is an adapters folder, merged into this config's
     `student`. `check` scores the merged model against the adapters on the base as trained (the
-    4-bit one) on `check_examples` held-out answers of the run's dataset. Which source is given
+    4-bit one) on `check_examples` held-out answers of the run's dataset. `gguf` adds GGUF files
+    (and an Ollama `Modelfile`), each checked against the merged model. Which source is given
     is checked by the export stage (`distill/checks.py`): every stage composes this group.
     """
 
@@ -26,6 +29,7 @@ class ExportConfig:
     out: str | None = None  # null: <this export's run directory>/model
     check: bool = True
     check_examples: int = 16
+    gguf: list[str] = field(default_factory=list)  # any of f16, q8_0: llama.cpp / Ollama files
 
     def __post_init__(self) -> None:
         check = Checks()
@@ -34,4 +38,26 @@ class ExportConfig:
             f"export.dtype={self.dtype!r}; allowed: {', '.join(EXPORT_DTYPES)}",
         )
         check.require(self.check_examples >= 1, "export.check_examples must be >= 1")
+        unknown = sorted(set(self.gguf) - set(GGUF_TYPES))
+        check.require(
+            not unknown,
+            f"export.gguf={list(self.gguf)}: unknown {unknown}; use a subset of {list(GGUF_TYPES)}",
+        )
         check.done()
+
+
+def check_gguf_request(types: list[str], model_type: str | None = None) -> list[str]:
+    """Problems with `export.gguf` (unknown types; an architecture the writer lacks)."""
+    problems = []
+    unknown = sorted(set(types) - set(GGUF_TYPES))
+    if unknown:
+        problems.append(
+            f"export.gguf={list(types)}: unknown {unknown}; use a subset of {list(GGUF_TYPES)}"
+        )
+    if types and model_type is not None and model_type not in GGUF_ARCHITECTURES:
+        problems.append(
+            f"export.gguf: the student's architecture {model_type!r} has no GGUF writer here "
+            f"(supported: {', '.join(GGUF_ARCHITECTURES)}); export without GGUF (export.gguf=[]) "
+            "and convert with llama.cpp's convert_hf_to_gguf.py"
+        )
+    return problems

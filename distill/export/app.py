@@ -3,7 +3,8 @@
 `distill export export.run=<train or pipeline run>` writes `<run dir>/model/`: `config.json` and
 `model.safetensors` (the adapters merged into the dequantized base, in `export.dtype`), the
 tokenizer with the chat template the student trained with, `generation_config.json`, a model card
-(`README.md`) and `export.json` (provenance and the merge check). The folder is written under a
+(`README.md`), `export.json` (provenance and the checks) and, with `export.gguf=[f16, q8_0]`,
+GGUF files and an Ollama `Modelfile`. The folder is written under a
 `.partial` name and renamed only when complete, so a failed export never looks finished.
 """
 
@@ -26,7 +27,9 @@ from distill.data.store import read_records
 from distill.errors import UserError
 from distill.evaluation.heldout import heldout_scores
 from distill.export.card import model_card, read_report
+from distill.export.gguf import export_ggufs
 from distill.export.merge import merged_student, trained_student
+from distill.export.ollama import modelfile
 from distill.runs import adapters_dir, dataset_path, update_metrics
 
 log = logging.getLogger(__name__)
@@ -68,7 +71,14 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     merged.generation_config.eos_token_id = tokenizer.eos_token_id
     merged.save_pretrained(partial, safe_serialization=True)
     tokenizer.save_pretrained(partial)
+    gguf = {}
+    if cfg.export.gguf:
+        gguf = export_ggufs(partial, list(cfg.export.gguf), str(source.student.name))
+        first = gguf.get("q8_0", next(iter(gguf.values())))["file"]
+        text = modelfile(first, tokenizer.chat_template, str(tokenizer.eos_token))
+        (partial / "Modelfile").write_text(text)
     record = provenance(cfg, source, adapters, source_run, check)
+    record["gguf"] = gguf
     records = list(read_records(dataset_path(source, source_run))) if source_run else []
     metrics = _read_metrics(source_run)
     card = model_card(
@@ -82,6 +92,8 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     log.info("exported %s -> %s (%s)", adapters, out, cfg.export.dtype)
     result: dict[str, Any] = {"export/out": str(out), "export/dtype": cfg.export.dtype}
     result.update({f"export/check/{k}": v for k, v in (check or {}).items()})
+    for kind, measured in gguf.items():
+        result.update({f"export/gguf/{kind}/{k}": v for k, v in measured.items() if k != "file"})
     result["export/seconds"] = time.perf_counter() - start
     if check:
         log.info("merge check:\n%s", check_table(check))

@@ -1,0 +1,204 @@
+"""GGUF files for llama.cpp and Ollama, written with the `gguf` package from an exported folder.
+
+Two architectures, the students distill trains: Llama (CodeLlama, SmolLM2) and Qwen2
+(Qwen2.5-Coder). Tensor names come from the `gguf` package's own map; Llama's query and key
+projections are permuted into llama.cpp's rotary layout (as its converter does); norms and
+biases stay float32, matrices are stored as the asked type. The tokenizer goes in as llama.cpp
+reads a byte-level BPE one (tokens, types, merges, special ids, chat template). Each file is
+checked by loading it back with transformers (which undoes the permutation) and comparing
+next-token logits with the folder's model (:func:`check_gguf`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.config.export import check_gguf_request
+from distill.errors import UserError
+
+# How close a GGUF's next-token logits must be to the merged model's, per type: the largest
+# difference over the check prompts, relative to the largest logit (f16 rounds each weight to
+# 11 significant bits, q8_0 to 8 bits per block of 32).
+# Measured on SmolLM2-135M: f16 0.0009, q8_0 0.024 (top-1 agreement 100% and 96%). The tiny
+# random test models, whose weights are far larger than a trained model's, reach 0.028 (f16 of
+# float32 weights) and 0.28 (q8_0); a wrong rotary permutation gives about 1.7 with either.
+TOLERANCE = {"f16": 0.05, "q8_0": 0.35}
+
+
+CHECK_PROMPTS = (
+    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
+    "Write a function that returns the largest prime factor of a number.",
+    "fn main() {\n    let v: Vec<i32> = (1..10).collect();\n",
+)
+
+
+def export_ggufs(model_dir: Path, kinds: list[str], stem: str) -> dict[str, dict[str, Any]]:
+    """Write and check one GGUF per type in `model_dir`; what each check measured.
+
+    Raises:
+        UserError: If a file's logits are out of its type's :data:`TOLERANCE`.
+    """
+    checks = {}
+    for kind in kinds:
+        path = write_gguf(model_dir, model_dir / f"{stem}-{kind}.gguf", kind)
+        result = check_gguf(model_dir, path, list(CHECK_PROMPTS))
+        if result["max_rel_diff"] > TOLERANCE[kind]:
+            raise UserError(
+                f"{path.name}: its next-token logits differ from the merged model's by "
+                f"{result['max_rel_diff']:.3f} of the largest logit (tolerance for {kind}: "
+                f"{TOLERANCE[kind]}); the export is left unfinished"
+            )
+        checks[kind] = {
+            **result,
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "tolerance": TOLERANCE[kind],
+        }
+    return checks
+
+
+def write_gguf(model_dir: Path, out: Path, kind: str) -> Path:
+    """Write `model_dir` (a merged Hugging Face folder) as one GGUF file of type `kind`."""
+    import gguf
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(model_dir)
+    problems = check_gguf_request([kind], config.model_type)
+    if problems:
+        raise UserError("\n".join(problems))
+    arch = config.model_type
+    writer = gguf.GGUFWriter(str(out), arch)
+    _write_config(writer, config, kind)
+    _write_tokenizer(writer, AutoTokenizer.from_pretrained(model_dir), config.vocab_size)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
+    for name, tensor in model.state_dict().items():
+        if name == "lm_head.weight" and config.tie_word_embeddings:
+            continue  # llama.cpp reuses the embedding, as transformers does
+        target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if target is None:
+            raise UserError(f"export.gguf: no GGUF name for the tensor {name} of {arch}")
+        data = tensor.detach().float().numpy()
+        if arch == "llama" and target.endswith(("attn_q.weight", "attn_k.weight")):
+            heads = config.num_attention_heads
+            if target.endswith("attn_k.weight"):
+                heads = config.num_key_value_heads
+            data = _rotary_permute(data, heads)
+        data, qtype = _stored(data, kind)
+        writer.add_tensor(target, data, raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+def _write_config(writer: Any, config: Any, kind: str) -> None:
+    import gguf
+
+    rope = getattr(config, "rope_parameters", None) or {}
+    theta = rope.get("rope_theta", getattr(config, "rope_theta", 10000.0))
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    writer.add_type("model")
+    writer.add_file_type(
+        gguf.LlamaFileType.MOSTLY_F16 if kind == "f16" else gguf.LlamaFileType.MOSTLY_Q8_0
+    )
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_head_count(config.num_attention_heads)
+    writer.add_head_count_kv(config.num_key_value_heads)
+    writer.add_rope_freq_base(float(theta))
+    writer.add_layer_norm_rms_eps(float(config.rms_norm_eps))
+    writer.add_rope_dimension_count(head_dim)
+    writer.add_vocab_size(config.vocab_size)
+
+
+def _write_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
+    """The tokenizer as llama.cpp's byte-level BPE ("gpt2"); ids past the tokenizer's own
+    vocabulary (a padded embedding) become unused placeholder tokens."""
+    import gguf
+
+    by_id = {i: t for t, i in tokenizer.get_vocab().items()}
+    special = set(tokenizer.all_special_ids)
+    added = {i for i in tokenizer.added_tokens_decoder}
+    tokens, types = [], []
+    for i in range(vocab_size):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]")
+            types.append(gguf.TokenType.UNUSED)
+            continue
+        tokens.append(by_id[i])
+        if i in special:
+            types.append(gguf.TokenType.CONTROL)
+        elif i in added:
+            types.append(gguf.TokenType.USER_DEFINED)
+        else:
+            types.append(gguf.TokenType.NORMAL)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"].get("merges") or []
+    if merges:
+        writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    for key, value in (
+        ("bos", tokenizer.bos_token_id),
+        ("eos", tokenizer.eos_token_id),
+        ("pad", tokenizer.pad_token_id),
+    ):
+        if value is not None:
+            getattr(writer, f"add_{key}_token_id")(value)
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)
+
+
+def _rotary_permute(weights: np.ndarray, heads: int) -> np.ndarray:
+    """HF's rotary halves -> llama.cpp's interleaved pairs (the inverse of transformers'
+    ``LlamaTensorProcessor._reverse_permute_weights``)."""
+    dim = weights.shape[0] // heads // 2
+    return weights.reshape(heads, 2, dim, *weights.shape[1:]).swapaxes(1, 2).reshape(weights.shape)
+
+
+def _stored(data: np.ndarray, kind: str) -> tuple[np.ndarray, Any]:
+    """The array as written and its GGML type: vectors stay float32, matrices take `kind`."""
+    import gguf
+
+    if data.ndim < 2:
+        return data.astype(np.float32), gguf.GGMLQuantizationType.F32
+    if kind == "f16":
+        return data.astype(np.float16), gguf.GGMLQuantizationType.F16
+    qtype = gguf.GGMLQuantizationType.Q8_0
+    if data.shape[-1] % 32:  # Q8_0 packs rows in blocks of 32: llama.cpp keeps such rows in f16
+        return data.astype(np.float16), gguf.GGMLQuantizationType.F16
+    return gguf.quants.quantize(data, qtype), qtype
+
+
+@torch.no_grad()
+def check_gguf(model_dir: Path, gguf_file: Path, prompts: list[str]) -> dict[str, float]:
+    """Load the GGUF back with transformers; compare next-token logits with the folder's model.
+
+    Returns:
+        ``max_rel_diff`` (the largest logit difference relative to the largest logit) and
+        ``top1_agreement``, over every position of the prompts.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    loaded = AutoModelForCausalLM.from_pretrained(
+        str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
+    ).eval()
+    worst, agree, total = 0.0, 0, 0
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt").input_ids
+        a, b = reference(ids).logits[0], loaded(ids).logits[0]
+        worst = max(worst, float((a - b).abs().max() / a.abs().max()))
+        agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+        total += a.shape[0]
+    return {"max_rel_diff": worst, "top1_agreement": agree / max(total, 1)}
