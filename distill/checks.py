@@ -257,6 +257,18 @@ def _base_model_type(adapters: Path) -> str | None:
     return json.loads(config.read_text()).get("model_type") if config.is_file() else None
 
 
+def check_chat(cfg: DictConfig) -> Iterable[str]:
+    c = cfg.chat
+    if c.model not in ("student", "teacher") and not (Path(c.model) / "config.json").is_file():
+        return [
+            f"chat.model={c.model}: use 'student' (with chat.adapters), 'teacher', or a model "
+            "folder with a config.json (what `distill export` writes)"
+        ]
+    if c.adapters and not (Path(c.adapters) / "adapter_config.json").is_file():
+        return [f"chat.adapters={c.adapters} has no adapter_config.json: give a run's adapters/"]
+    return []
+
+
 STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
     "generate": (check_data,),
     "train": (check_dataset, check_losses),
@@ -264,6 +276,7 @@ STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
     "teacher_cache": (check_dataset, check_cache_teacher),
     "pipeline": (check_data, check_losses, check_eval),
     "export": (check_export,),
+    "chat": (check_chat,),
 }
 
 

@@ -34,6 +34,7 @@ COMMANDS = {
     "losses": "list every registered loss component, what it needs and its arguments",
     "compare": "several runs' metrics side by side: table, Markdown, CSV and a pass@k bar chart",
     "export": "merge a run's adapters into the student: a Hugging Face folder with a model card",
+    "chat": "ask the student (or an exported model) a question; the answer streams in",
 }
 USAGE = (
     "usage: distill <command> [hydra overrides] [-m] [--help]\n\ncommands:\n"
@@ -96,6 +97,10 @@ def stage_runner(stage: str) -> Callable[[DictConfig, Path], dict[str, Any]]:
         from distill.export.app import run_export
 
         return run_export
+    if stage == "chat":
+        from distill.export.chat import run_chat
+
+        return run_chat
     from distill.pipeline import run_pipeline
 
     return run_pipeline

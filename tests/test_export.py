@@ -213,3 +213,53 @@ def test_ollama_templates_for_the_trained_formats() -> None:
     template, stops = ollama_template(PROMPT_FORMATS["codellama_instruct"], "</s>")
     assert template.startswith("[INST]") and stops == ["</s>"]
     assert ollama_template("{{ messages }}", "</s>") == (None, [])
+
+
+def test_chat_streams_the_greedy_answer_of_the_exported_model(exported, tmp_path) -> None:
+    prompt = "Write a function that adds two numbers."
+    args = ["chat", "experiment=tiny_smoke", f"chat.model={exported}", f"chat.prompt={prompt}"]
+    done = run([*args, "chat.max_new_tokens=12", f"hydra.run.dir={tmp_path}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tokenizer = AutoTokenizer.from_pretrained(exported)
+    model = AutoModelForCausalLM.from_pretrained(exported)
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+    ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**ids, max_new_tokens=12, do_sample=False)
+    expected = tokenizer.decode(out[0, ids.input_ids.shape[1] :], skip_special_tokens=True)
+    assert expected.strip() and expected in done.stdout
+    (row,) = [json.loads(line) for line in (tmp_path / "chat.jsonl").open()]
+    assert row == {"model": "exported", "prompt": prompt, "answer": expected}
+
+
+def test_chat_reads_a_conversation_from_stdin_until_exit(exported, tmp_path) -> None:
+    args = ["chat", "experiment=tiny_smoke", f"chat.model={exported}", "chat.max_new_tokens=4"]
+    done = subprocess.run(
+        [*DISTILL, *args, f"hydra.run.dir={tmp_path}"],
+        input="first question\n\nsecond question\nexit\nnever asked\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "chat.jsonl").open()]
+    assert [r["prompt"] for r in rows] == ["first question", "second question"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["chat/turns"] == 2
+
+
+def test_chat_runs_the_first_python_block_in_the_sandbox() -> None:
+    from distill.export.chat import run_first_block
+
+    assert run_first_block("Sure:\n```python\nassert sum([1, 2]) == 3\n```", 5) == (
+        "ran to its end (exit 0)"
+    )
+    assert "AssertionError" in run_first_block("```python\nassert 1 == 2\n```\nok", 5)
+    assert run_first_block("```rust\nfn main() {}\n```", 5).startswith("not run")
+    assert run_first_block("no code here", 5) == "no code block to run"
+
+
+def test_chat_names_a_model_folder_that_is_not_one(tmp_path) -> None:
+    done = run(["chat", f"chat.model={tmp_path}", "chat.prompt=hi"], tmp_path)
+    assert done.returncode == 2 and "with a config.json" in done.stderr + done.stdout

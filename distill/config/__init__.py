@@ -20,6 +20,7 @@ from distill.config.base import (
     validate,
 )
 from distill.config.cache import LogitCacheConfig
+from distill.config.chat import ChatConfig
 from distill.config.data import DataConfig, QualityConfig
 from distill.config.evaluation import EvalConfig
 from distill.config.export import ExportConfig
@@ -37,6 +38,7 @@ __all__ = [
     "QUANTIZATIONS",
     "VALUE_GROUPS",
     "Check",
+    "ChatConfig",
     "Checks",
     "DataConfig",
     "EvalConfig",

@@ -28,6 +28,7 @@ VALUE_GROUPS = (
     "eval",
     "teacher_cache",
     "export",
+    "chat",
 )
 
 

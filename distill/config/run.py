@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import MISSING
 
 from distill.config.cache import LogitCacheConfig
+from distill.config.chat import ChatConfig
 from distill.config.data import DataConfig
 from distill.config.evaluation import EvalConfig
 from distill.config.export import ExportConfig
@@ -32,6 +33,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     teacher_cache: LogitCacheConfig = field(default_factory=LogitCacheConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
     logger: Any = None
     # true: continue from <run dir>/checkpoints/last.ckpt (give hydra.run.dir or hydra.sweep.dir
     # of the killed run); a path: that checkpoint; false: start afresh.
