@@ -1,5 +1,5 @@
 """Hand-written completions of three MultiPL-E problems in each language: correct ones, wrong
-ones that build, and one that does not build, loops or attacks the machine, per language.
+ones that build, and ones that do not build or loop, and one that attacks the machine, per language.
 
 A completion continues the problem's prompt (a signature ending in ``{``); in Java, C++ and Rust
 the tests close the function, so those completions end inside it.
@@ -50,20 +50,32 @@ WRONG = {  # they build, and answer wrongly
     "go": {ADD: "  return x - y\n}\n", STRLEN: "  return 1\n}\n", GCD: "  return a * b\n}\n"},
 }
 
-NOT_BUILDING = {  # ADD with a type error or a syntax error
-    "js": "  return x + ;\n}\n",
-    "java": '        return "x";\n',
-    "cpp": '  return std::string("x");\n',
-    "rs": '    "x"\n',
-    "go": '  return "x"\n}\n',
+NOT_BUILDING = {  # a type error or a syntax error
+    "js": {
+        ADD: "  return x + ;\n}\n",
+        STRLEN: "  return string.length(;\n}\n",
+        GCD: "  return a %;\n}\n",
+    },
+    "java": {
+        ADD: '        return "x";\n',
+        STRLEN: "        return string;\n",
+        GCD: "        return a.b;\n",
+    },
+    "cpp": {
+        ADD: '  return std::string("x");\n',
+        STRLEN: "  return string;\n",
+        GCD: "  return a.b;\n",
+    },
+    "rs": {ADD: '    "x"\n', STRLEN: "    string\n", GCD: "    a.b\n"},
+    "go": {ADD: '  return "x"\n}\n', STRLEN: "  return myString\n}\n", GCD: "  return a.b\n}\n"},
 }
 
-LOOPING = {  # ADD that never returns
-    "js": "  while (true) {}\n}\n",
-    "java": "        while (true) {}\n",
-    "cpp": "  while (true) {}\n",
-    "rs": "    loop {}\n",
-    "go": "  for {}\n}\n",
+LOOPING = {  # never returns
+    "js": {t: "  while (true) {}\n}\n" for t in (ADD, STRLEN, GCD)},
+    "java": {t: "        while (true) {}\n" for t in (ADD, STRLEN, GCD)},
+    "cpp": {t: "  while (true) {}\n" for t in (ADD, STRLEN, GCD)},
+    "rs": {t: "    loop {}\n" for t in (ADD, STRLEN, GCD)},
+    "go": {t: "  for {}\n}\n" for t in (ADD, STRLEN, GCD)},
 }
 
 # ADD that attacks the machine: processes without end (C++ forks, Java threads, Go goroutines),
