@@ -116,6 +116,7 @@ def run_stage(cfg: DictConfig) -> float | None:
     hc = HydraConfig.get()
     run_dir, sweep = Path(hc.runtime.output_dir), tracking.is_multirun(hc)
     tracking.redact_logs()
+    tracking.tidy_third_party_logs()
     tracking.scrub_saved_config(run_dir)
     rank0 = tracking.global_rank() == 0
     previous = read_status(run_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,25 +62,64 @@ def baseline_rows(cfg: DictConfig, module, tokenizer, val_batches, run_dir: Path
     return rows
 
 
+class StageClock:
+    """Wall time per stage: ``with clock("train"): ...`` adds to ``clock.seconds["train"]``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._stage = ""
+
+    def __call__(self, stage: str) -> StageClock:
+        self._stage = stage
+        return self
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        took = time.perf_counter() - self._start
+        self.seconds[self._stage] = self.seconds.get(self._stage, 0.0) + took
+
+
+def cost_line(seconds: dict[str, float], trained: dict[str, Any]) -> str:
+    """What the run cost, in one line under the table."""
+    stages = ", ".join(f"{stage} {t:.0f} s" for stage, t in seconds.items())
+    line = f"Cost: {stages}; {sum(seconds.values()) / 60:.1f} min in all."
+    if "train/tokens_per_s" in trained:
+        line += (
+            f" Training: {trained['train/tokens_per_s']:.0f} tokens/s, "
+            f"{trained['train/step_s']:.2f} s/step, peak memory "
+            f"{trained['train/peak_memory_mib']:,.0f} MiB."
+        )
+    return line
+
+
 def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run the three stages; score the teacher, the student before and the student after."""
     run_dir = Path(run_dir)
-    run_generate(cfg, run_dir)
-    setup = build_training(cfg, run_dir)
+    clock = StageClock()
+    with clock("generate"):
+        run_generate(cfg, run_dir)
+    with clock("load"):
+        setup = build_training(cfg, run_dir)
     module, tokenizer = setup.module, setup.datamodule.tokenizer
     val_batches = list(setup.datamodule.val_dataloader())
-    rows = baseline_rows(cfg, module, tokenizer, val_batches, run_dir)
-    fit(setup, run_dir)
-    rows["student after"] = score(
-        module.student, module.teacher, tokenizer, val_batches, cfg, run_dir, "student_after"
-    )
+    with clock("baselines"):
+        rows = baseline_rows(cfg, module, tokenizer, val_batches, run_dir)
+    with clock("train"):
+        trained = fit(setup, run_dir)
+    with clock("eval"):
+        rows["student after"] = score(
+            module.student, module.teacher, tokenizer, val_batches, cfg, run_dir, "student_after"
+        )
     benchmark = cfg.eval.benchmark
     paired = paired_comparison(
         rows["student after"]["per_problem"],
         rows["student before"]["per_problem"],
         ("student after", "student before"),
     )
-    table = f"{comparison_table(rows, benchmark)}\n\n{paired.pop('text')}"
+    cost = cost_line(clock.seconds, trained)
+    table = f"{comparison_table(rows, benchmark)}\n\n{paired.pop('text')}\n\n{cost}"
     rows["after vs before"] = paired
     (run_dir / "report.md").write_text(f"# distill pipeline: {run_dir.name}\n\n{table}\n")
     log.info(
@@ -96,4 +136,5 @@ def run_pipeline(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if isinstance(value, int | float)
     }
     flat.update({k: v for k, v in rows["student after"].items() if k.startswith("eval/")})
+    flat.update({f"pipeline/seconds/{stage}": t for stage, t in clock.seconds.items()})
     return update_metrics(run_dir, flat)

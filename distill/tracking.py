@@ -62,6 +62,27 @@ def redact_logs() -> None:
             handler.addFilter(RedactSecrets())
 
 
+class DropAdverts(logging.Filter):
+    """Drops third-party tips that advertise other products (Lightning's "💡 Tip: ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+def tidy_third_party_logs() -> None:
+    """Each message once, in Hydra's format: Lightning's own console handler goes (its records
+    reach Hydra's through the root logger instead), and so do its adverts."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:
+                logger.removeHandler(handler)
+        logger.propagate = True
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, DropAdverts) for f in handler.filters):
+            handler.addFilter(DropAdverts())
+
+
 # --- W&B ---------------------------------------------------------------------------------------
 
 

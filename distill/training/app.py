@@ -30,10 +30,12 @@ from distill.models.preflight import check_tokenizer_pair
 from distill.models.sources import resolve_model_dir
 from distill.runs import adapters_dir, dataset_path, update_metrics
 from distill.teachers import gives_logits
+from distill.tracking import tidy_third_party_logs
 from distill.training.callbacks import AdapterSaver, LossHistory
 from distill.training.checkpoints import ResumeState, checkpoint_callback, resume_path
 from distill.training.module import DistillationModule
 from distill.training.on_policy import OnPolicy
+from distill.training.progress import RunCost, StepProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class TrainingSetup:
     datamodule: DistillDataModule
     trainer: L.Trainer
     history: LossHistory
+    cost: RunCost
     ckpt_path: Path | None = None
 
 
@@ -61,6 +64,7 @@ def build_logger(cfg: DictConfig, run_dir: Path) -> Any:
 
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[L.Callback]) -> L.Trainer:
     """The Trainer: hardware preset, step budget, resumable checkpoints, logger."""
+    tidy_third_party_logs()  # Lightning is imported by now: its own handler can go
     every = cfg.train.checkpoint_every_n_steps
     saver = checkpoint_callback(run_dir, cfg.train.val_every_n_steps if every is None else every)
     return L.Trainer(
@@ -127,10 +131,10 @@ def build_training(cfg: DictConfig, run_dir: Path) -> TrainingSetup:
         teacher_cache=cache is not None,
         on_policy=build_on_policy(cfg, tokenizer),
     )
-    history = LossHistory()
+    history, cost = LossHistory(), RunCost()
     saver = AdapterSaver(adapters_dir(run_dir), tokenizer)
-    trainer = build_trainer(cfg, run_dir, [history, saver])
-    return TrainingSetup(module, datamodule, trainer, history, ckpt_path)
+    trainer = build_trainer(cfg, run_dir, [history, cost, saver, StepProgressBar()])
+    return TrainingSetup(module, datamodule, trainer, history, cost, ckpt_path)
 
 
 def check_launch(replicas: int) -> None:
@@ -211,10 +215,11 @@ def build_on_policy(cfg: DictConfig, tokenizer: Any) -> OnPolicy | None:
 
 
 def fit(setup: TrainingSetup, run_dir: Path) -> dict[str, Any]:
-    """Train, then record the loss summary and final validation metrics in metrics.json."""
+    """Train, then record the loss summary, what the run cost (tokens/s, step time, peak memory,
+    wall time) and the final validation metrics in metrics.json."""
     ckpt = None if setup.ckpt_path is None else str(setup.ckpt_path)
     setup.trainer.fit(setup.module, datamodule=setup.datamodule, ckpt_path=ckpt)
-    metrics = dict(setup.history.summary())
+    metrics = {**setup.history.summary(), **setup.cost.summary}
     metrics.update(
         {k: float(v) for k, v in setup.trainer.callback_metrics.items() if k.startswith("val/")}
     )

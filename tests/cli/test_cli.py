@@ -84,6 +84,7 @@ def pipeline_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("pipeline") / "run"
     out = run(["pipeline", "experiment=tiny_smoke", f"hydra.run.dir={run_dir}"], run_dir.parent)
     assert out.returncode == 0, out.stderr[-3000:]
+    (run_dir.parent / "console.txt").write_text(out.stdout + out.stderr)
     return run_dir
 
 
@@ -121,6 +122,26 @@ def test_pipeline_trained_the_adapters_and_lowered_the_loss(pipeline_run):
     lora_b = [w for name, w in weights.items() if "lora_B" in name]
     assert lora_b and all(w.abs().sum() > 0 for w in lora_b)  # B starts at zero: it was trained
     assert not any("base_layer" in name for name in weights)  # adapters only, never the base
+
+
+def test_the_run_reports_what_it_cost(pipeline_run):
+    metrics = json.loads((pipeline_run / "metrics.json").read_text())
+    # 8 steps of 4 examples: the tokens trained on are counted, never more than the batches hold
+    assert 0 < metrics["train/tokens"] <= 8 * 4 * 512
+    assert metrics["train/tokens_per_s"] > 0 and metrics["train/step_s"] > 0
+    assert metrics["train/peak_memory_mib"] > 100  # the process's resident peak, in MiB
+    stages = {"generate", "load", "baselines", "train", "eval"}
+    assert {k.rsplit("/", 1)[1] for k in metrics if k.startswith("pipeline/seconds/")} == stages
+    report = (pipeline_run / "report.md").read_text()
+    assert "Cost: generate " in report and " tokens/s, " in report
+
+
+def test_the_console_shows_each_line_once_and_no_adverts(pipeline_run):
+    console = (pipeline_run.parent / "console.txt").read_text()
+    assert console.count("GPU available") == 1  # Lightning's line, through Hydra's handler only
+    assert "💡" not in console and "litlogger" not in console
+    assert "train: 100%" in console and "8/8" in console and "tok/s=" in console
+    assert "Epoch" not in console
 
 
 def test_generate_rerun_pays_for_nothing_it_has(pipeline_run, tmp_path):
