@@ -208,6 +208,17 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
     return problems
 
 
+def check_benchmark_runs_here(cfg: DictConfig) -> Iterable[str]:
+    """The pipeline ends by scoring on `eval.benchmark`: a toolchain it lacks is named before
+    anything is generated or trained (`distill eval` alone skips such a benchmark instead)."""
+    from distill.evaluation.benchmarks import BENCHMARKS, get_benchmark
+
+    if cfg.eval.benchmark not in BENCHMARKS.names():
+        return []  # check_eval names it
+    why = get_benchmark(cfg.eval.benchmark).unavailable()
+    return [f"eval.benchmark={cfg.eval.benchmark} cannot be scored here: {why}"] if why else []
+
+
 def check_cache_teacher(cfg: DictConfig) -> Iterable[str]:
     if not white_box(cfg):
         return [
@@ -274,7 +285,7 @@ STAGE_CHECKS: dict[str, tuple[Callable[[DictConfig], Iterable[str]], ...]] = {
     "train": (check_dataset, check_losses),
     "eval": (check_eval,),
     "teacher_cache": (check_dataset, check_cache_teacher),
-    "pipeline": (check_data, check_losses, check_eval),
+    "pipeline": (check_data, check_losses, check_eval, check_benchmark_runs_here),
     "export": (check_export,),
     "chat": (check_chat,),
 }

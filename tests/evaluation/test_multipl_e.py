@@ -228,3 +228,16 @@ def test_a_malformed_completions_file_is_named(tmp_path) -> None:
     empty.mkdir()
     with pytest.raises(UserError, match="holds no MultiPL-E"):
         load_samples(empty)
+
+
+def test_a_pipeline_on_a_benchmark_without_its_toolchain_stops_before_any_work(monkeypatch):
+    from distill.checks import stage_checks
+    from distill.config import validate
+    from distill.errors import ConfigError
+    from tests.conftest import compose_config
+
+    monkeypatch.setitem(TOOLCHAINS, "rs", replace(TOOLCHAINS["rs"], tools=("distill-no-rustc",)))
+    cfg = compose_config("pipeline", ["experiment=tiny_smoke", "eval=multipl_e_rs"])
+    cfg.eval.data_path = str(DATA)
+    with pytest.raises(ConfigError, match="multipl_e_rs cannot be scored here: .*rustc"):
+        validate(cfg, *stage_checks("pipeline"))
