@@ -191,7 +191,6 @@ def test_pipeline_on_the_embedded_default(tmp_path):
             "data.quality.drop_failed_tests=false",
             # a few steps that visibly move the student (the default's 16 at lr 2e-4 with
             # warm-up barely start in 3)
-            "data.batch_size=2",  # half the step of the default 4: training is most of the test
             "train.max_steps=6",
             "train.val_every_n_steps=6",
             "train.optimizer.lr=1e-3",
