@@ -185,11 +185,7 @@ def check_eval(cfg: DictConfig) -> Iterable[str]:
         problems.append(
             f"eval.adapters={e.adapters} has no adapter_config.json: give a train run's adapters/"
         )
-    if e.model not in ("student", "teacher") and not (Path(e.model) / "config.json").is_file():
-        problems.append(
-            f"eval.model={e.model}: use 'student' (with eval.adapters), 'teacher', or a model "
-            "folder with a config.json (what `distill export` writes)"
-        )
+    problems += model_choice("eval", e.model)
     if e.samples and not Path(e.samples).exists():
         problems.append(
             f"eval.samples={e.samples} does not exist: give a samples JSONL file (or MultiPL-E's "
@@ -268,13 +264,20 @@ def _base_model_type(adapters: Path) -> str | None:
     return json.loads(config.read_text()).get("model_type") if config.is_file() else None
 
 
+def model_choice(group: str, model: str) -> list[str]:
+    """`<group>.model` is student, teacher, or a model folder (what `distill export` writes)."""
+    if model in ("student", "teacher") or (Path(model) / "config.json").is_file():
+        return []
+    return [
+        f"{group}.model={model}: use 'student' (with {group}.adapters), 'teacher', or a model "
+        "folder with a config.json (what `distill export` writes)"
+    ]
+
+
 def check_chat(cfg: DictConfig) -> Iterable[str]:
     c = cfg.chat
-    if c.model not in ("student", "teacher") and not (Path(c.model) / "config.json").is_file():
-        return [
-            f"chat.model={c.model}: use 'student' (with chat.adapters), 'teacher', or a model "
-            "folder with a config.json (what `distill export` writes)"
-        ]
+    if problems := model_choice("chat", c.model):
+        return problems
     if c.adapters and not (Path(c.adapters) / "adapter_config.json").is_file():
         return [f"chat.adapters={c.adapters} has no adapter_config.json: give a run's adapters/"]
     return []

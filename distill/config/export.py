@@ -47,17 +47,12 @@ class ExportConfig:
 
 
 def check_gguf_request(types: list[str], model_type: str | None = None) -> list[str]:
-    """Problems with `export.gguf` (unknown types; an architecture the writer lacks)."""
-    problems = []
-    unknown = sorted(set(types) - set(GGUF_TYPES))
-    if unknown:
-        problems.append(
-            f"export.gguf={list(types)}: unknown {unknown}; use a subset of {list(GGUF_TYPES)}"
-        )
-    if types and model_type is not None and model_type not in GGUF_ARCHITECTURES:
-        problems.append(
-            f"export.gguf: the student's architecture {model_type!r} has no GGUF writer here "
-            f"(supported: {', '.join(GGUF_ARCHITECTURES)}); export without GGUF (export.gguf=[]) "
-            "and convert with llama.cpp's convert_hf_to_gguf.py"
-        )
-    return problems
+    """Problems with `export.gguf` for a student of architecture `model_type` (None: not known
+    yet); the types themselves are checked by :class:`ExportConfig`."""
+    if not types or model_type is None or model_type in GGUF_ARCHITECTURES:
+        return []
+    return [
+        f"export.gguf: the student's architecture {model_type!r} has no GGUF writer here "
+        f"(supported: {', '.join(GGUF_ARCHITECTURES)}); export without GGUF (export.gguf=[]) "
+        "and convert with llama.cpp's convert_hf_to_gguf.py"
+    ]

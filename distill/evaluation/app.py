@@ -9,12 +9,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from distill.evaluation.harness import (
-    evaluate_model,
-    samples_label,
-    score_samples_file,
-    unavailable_metrics,
-)
+from distill.evaluation.benchmarks import get_benchmark
+from distill.evaluation.harness import evaluate_model, samples_label, score_samples_file
 from distill.evaluation.samples import eval_files, read_jsonl
 from distill.runs import adapters_dir, update_metrics
 
@@ -81,6 +77,16 @@ def _load_exported(cfg: DictConfig, folder: Path) -> tuple[Any, Any, str]:
     device = inference_device(cfg.hardware)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype="auto").to(device).eval()
     return model, AutoTokenizer.from_pretrained(folder), "exported"
+
+
+def unavailable_metrics(benchmark: str) -> dict[str, Any] | None:
+    """``{"eval/<benchmark>/skipped": why}`` when the benchmark cannot be scored here (a
+    toolchain is missing; logged as a warning), else None."""
+    why = get_benchmark(benchmark).unavailable()
+    if why is None:
+        return None
+    log.warning("eval.benchmark=%s skipped: %s", benchmark, why)
+    return {f"eval/{benchmark}/skipped": why}
 
 
 def run_eval(

@@ -34,6 +34,11 @@ def has_fence(text: str) -> bool:
     return _FENCE.search(text) is not None
 
 
+def fenced_blocks(text: str) -> list[str]:
+    """The bodies of every fenced code block, in order (a cut-off last block runs to the end)."""
+    return _FENCE.findall(text)
+
+
 def extract_code(text: str, entry_point: str) -> str:
     """Extract code from a chat answer.
 
@@ -48,7 +53,7 @@ def extract_code(text: str, entry_point: str) -> str:
     Returns:
         The code, dedented, without a trailing ``if __name__ == "__main__":`` block.
     """
-    blocks = [textwrap.dedent(block) for block in _FENCE.findall(text)]
+    blocks = [textwrap.dedent(block) for block in fenced_blocks(text)]
     defining = [block for block in blocks if defines(block, entry_point)]
     code = (defining or blocks or [textwrap.dedent(text)])[0]
     guard = _MAIN_GUARD.search(code)

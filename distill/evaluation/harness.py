@@ -11,13 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from distill.config import EvalConfig
 from distill.errors import UserError
-from distill.evaluation.benchmarks import (
-    BENCHMARKS,
-    Problem,
-    benchmark_for,
-    get_benchmark,
-    load_problems,
-)
+from distill.evaluation.benchmarks import BENCHMARKS, Problem, benchmark_for, load_problems
 from distill.evaluation.prompts import (
     POSTPROCESS_VERSION,
     build_prompt,
@@ -73,16 +67,6 @@ def validate_eval_config(cfg: Any, **overrides: Any) -> EvalConfig:
     return EvalConfig(**{**values, **overrides})
 
 
-def unavailable_metrics(benchmark: str) -> dict[str, Any] | None:
-    """``{"eval/<benchmark>/skipped": why}`` when the benchmark cannot be scored here (a
-    toolchain is missing; logged as a warning), else None."""
-    why = get_benchmark(benchmark).unavailable()
-    if why is None:
-        return None
-    logger.warning("eval.benchmark=%s skipped: %s", benchmark, why)
-    return {f"eval/{benchmark}/skipped": why}
-
-
 def evaluate_model(
     model: Any, tokenizer: Any, cfg: Any, out_dir: Path, label: str
 ) -> dict[str, Any]:
@@ -102,12 +86,9 @@ def evaluate_model(
 
     Returns:
         The metrics of :func:`distill.evaluation.scoring.score` plus
-        ``eval/<benchmark>/postprocess_version``; only ``eval/<benchmark>/skipped`` when the
-        benchmark cannot be scored here (:func:`unavailable_metrics`).
+        ``eval/<benchmark>/postprocess_version``.
     """
     ecfg = validate_eval_config(cfg)
-    if skipped := unavailable_metrics(ecfg.benchmark):
-        return skipped
     files = eval_files(out_dir, label, ecfg.benchmark)
     problems = load_problems(ecfg.benchmark, ecfg.limit, ecfg.data_path)
     logger.info(
@@ -175,8 +156,6 @@ def score_samples_file(path: Path, cfg: Any, out_dir: Path) -> dict[str, Any]:
     """
     path = Path(path)
     ecfg = validate_eval_config(cfg, samples=str(path))
-    if skipped := unavailable_metrics(ecfg.benchmark):
-        return skipped
     problems = load_problems(ecfg.benchmark, None, ecfg.data_path)
     by_id = {p.task_id: p for p in problems}
     loaded = load_samples(path)

@@ -30,6 +30,7 @@ from distill.export.card import model_card, read_report
 from distill.export.gguf import export_ggufs
 from distill.export.merge import merged_student, trained_student
 from distill.export.ollama import modelfile
+from distill.models.cache import file_sha256
 from distill.runs import adapters_dir, dataset_path, update_metrics
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ def provenance(
     return {
         "source_run": str(source_run) if source_run else None,
         "adapters": str(adapters),
-        "adapters_sha256": _sha256(weights) if weights.is_file() else None,
+        "adapters_sha256": file_sha256(weights) if weights.is_file() else None,
         "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
         "student": str(source.student.path),
         "quantization": source.student.quantization,
@@ -170,14 +171,6 @@ def provenance(
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "check": check,
     }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _commit() -> str | None:

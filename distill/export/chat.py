@@ -8,7 +8,6 @@ stops); every turn is appended to `<run dir>/chat.jsonl`.
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,13 +15,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from distill.data.quality.checks import code_blocks
 from distill.errors import UserError
 from distill.evaluation.app import load_eval_model
 from distill.evaluation.execution import run_program
 from distill.evaluation.samples import append_jsonl
 from distill.runs import update_metrics
 
-_FENCE = re.compile(r"```([\w+#.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 STOP_WORDS = ("exit", "quit")
 
 
@@ -91,11 +90,11 @@ def stdin_prompts() -> Iterator[str]:
 
 def run_first_block(reply: str, timeout_s: float) -> str:
     """Run the reply's first fenced block (Python) in the sandbox; its verdict in words."""
-    block = _FENCE.search(reply)
-    if block is None:
+    blocks = code_blocks(reply)
+    if not blocks:
         return "no code block to run"
-    language, code = block.group(1).lower(), block.group(2)
-    if language not in ("", "python", "py", "python3"):
-        return f"not run: the first block is {language}; chat runs Python"
+    language, code = blocks[0]
+    if language not in (None, "python"):
+        return f"not run: the first block is not Python ({language}); chat runs Python"
     result = run_program(code, timeout_s)
     return result.result if result.reason != "passed" else "ran to its end (exit 0)"

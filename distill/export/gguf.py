@@ -38,15 +38,25 @@ CHECK_PROMPTS = (
 
 
 def export_ggufs(model_dir: Path, kinds: list[str], stem: str) -> dict[str, dict[str, Any]]:
-    """Write and check one GGUF per type in `model_dir`; what each check measured.
+    """Write and check one GGUF per type in `model_dir`; what each check measured. The merged
+    model and its reference logits are loaded and computed once for all types.
 
     Raises:
-        UserError: If a file's logits are out of its type's :data:`TOLERANCE`.
+        UserError: If the architecture has no writer, or a file's logits are out of its type's
+            :data:`TOLERANCE`.
     """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    problems = check_gguf_request(kinds, model.config.model_type)
+    if problems:
+        raise UserError("\n".join(problems))
+    reference = next_token_logits(model, tokenizer)
     checks = {}
     for kind in kinds:
-        path = write_gguf(model_dir, model_dir / f"{stem}-{kind}.gguf", kind)
-        result = check_gguf(model_dir, path, list(CHECK_PROMPTS))
+        path = write_gguf(model, tokenizer, model_dir / f"{stem}-{kind}.gguf", kind)
+        result = check_gguf(path, tokenizer, reference)
         if result["max_rel_diff"] > TOLERANCE[kind]:
             raise UserError(
                 f"{path.name}: its next-token logits differ from the merged model's by "
@@ -62,20 +72,15 @@ def export_ggufs(model_dir: Path, kinds: list[str], stem: str) -> dict[str, dict
     return checks
 
 
-def write_gguf(model_dir: Path, out: Path, kind: str) -> Path:
-    """Write `model_dir` (a merged Hugging Face folder) as one GGUF file of type `kind`."""
+def write_gguf(model: Any, tokenizer: Any, out: Path, kind: str) -> Path:
+    """Write a (float32, llama or qwen2) model and its tokenizer as one GGUF file of `kind`."""
     import gguf
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(model_dir)
-    problems = check_gguf_request([kind], config.model_type)
-    if problems:
-        raise UserError("\n".join(problems))
+    config = model.config
     arch = config.model_type
     writer = gguf.GGUFWriter(str(out), arch)
     _write_config(writer, config, kind)
-    _write_tokenizer(writer, AutoTokenizer.from_pretrained(model_dir), config.vocab_size)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    _write_tokenizer(writer, tokenizer, config.vocab_size)
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], config.num_hidden_layers)
     for name, tensor in model.state_dict().items():
         if name == "lm_head.weight" and config.tie_word_embeddings:
@@ -180,24 +185,27 @@ def _stored(data: np.ndarray, kind: str) -> tuple[np.ndarray, Any]:
 
 
 @torch.no_grad()
-def check_gguf(model_dir: Path, gguf_file: Path, prompts: list[str]) -> dict[str, float]:
-    """Load the GGUF back with transformers; compare next-token logits with the folder's model.
+def next_token_logits(model: Any, tokenizer: Any) -> list[torch.Tensor]:
+    """The model's logits at every position of each :data:`CHECK_PROMPTS` prompt."""
+    return [model(tokenizer(p, return_tensors="pt").input_ids).logits[0] for p in CHECK_PROMPTS]
+
+
+@torch.no_grad()
+def check_gguf(gguf_file: Path, tokenizer: Any, reference: list[torch.Tensor]) -> dict[str, float]:
+    """Load the GGUF back with transformers; compare its next-token logits with `reference`
+    (:func:`next_token_logits` of the merged model).
 
     Returns:
         ``max_rel_diff`` (the largest logit difference relative to the largest logit) and
         ``top1_agreement``, over every position of the prompts.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    reference = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     loaded = AutoModelForCausalLM.from_pretrained(
         str(gguf_file.parent), gguf_file=gguf_file.name, dtype=torch.float32
     ).eval()
     worst, agree, total = 0.0, 0, 0
-    for prompt in prompts:
-        ids = tokenizer(prompt, return_tensors="pt").input_ids
-        a, b = reference(ids).logits[0], loaded(ids).logits[0]
+    for a, b in zip(reference, next_token_logits(loaded, tokenizer), strict=True):
         worst = max(worst, float((a - b).abs().max() / a.abs().max()))
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]

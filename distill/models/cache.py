@@ -91,11 +91,16 @@ def _digest(path: Path, want_size: int | None = None) -> list:
     size = path.stat().st_size
     if want_size is not None and size != want_size:
         return [size, None]
+    return [size, file_sha256(path)]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 16 MiB chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 24):
             digest.update(chunk)
-    return [size, digest.hexdigest()]
+    return digest.hexdigest()
 
 
 def cache_key(*parts: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,3 +64,17 @@ def plant_reference(samples: Path, task_id: str, benchmark: str = "humaneval", m
         if row["task_id"] == task_id:
             row[key] = problem.canonical_solution
     samples.write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def uid_processes(uids: list[int]) -> list[int]:
+    """Processes running as one of `uids` (the sandbox's): none may outlive a program."""
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/status") as f:
+                uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue
+        if uid in uids:
+            found.append(int(entry))
+    return found

@@ -23,6 +23,8 @@ from distill.evaluation.benchmarks import Problem
 from distill.evaluation.execution import MODES, ExecutionResult, classify, job_for
 from distill.evaluation.sandbox import Limits, Sandbox
 
+from .conftest import uid_processes
+
 TOKEN = secrets.token_hex(6)  # marks every process and file this module makes
 REPO = Path(__file__).resolve().parents[2]
 ROOT = os.geteuid() == 0
@@ -56,19 +58,6 @@ TAG = Problem(
 )
 
 
-def _uid_processes(uids: list[int]) -> list[int]:
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/status") as f:
-                uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        if uid in uids:
-            found.append(int(entry))
-    return found
-
-
 def _token_processes() -> list[int]:
     found = []
     for entry in filter(str.isdigit, os.listdir("/proc")):
@@ -95,7 +84,7 @@ def run_in(sandbox: Sandbox, completion: str, problem: Problem, timeout_s: float
         *(job_for(problem, completion, mode, timeout_s) for mode in MODES), strict=True
     )
     replies = sandbox.run(list(jobs))
-    assert _uid_processes(sandbox.uids) == []  # the uids are still locked by us here
+    assert uid_processes(sandbox.uids) == []  # the uids are still locked by us here
     verdicts = [classify(r, t, sandbox.isolation) for r, t in zip(replies, tests, strict=True)]
     return dict(zip(MODES, verdicts, strict=True))
 

@@ -26,6 +26,7 @@ from distill.evaluation.execution import classify, job_for
 from distill.evaluation.sandbox import Sandbox
 from distill.evaluation.toolchains import TOOLCHAINS, Toolchain, missing
 
+from .conftest import uid_processes
 from .multipl_e_programs import (
     ADD,
     CHAT_ANSWERS,
@@ -52,26 +53,13 @@ def problems(lang: str) -> dict:
     return {p.task_id: p for p in load_problems(bench.name, None, DATA)}
 
 
-def sandbox_uid_processes(uids: list[int]) -> list[int]:
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{entry}/status") as f:
-                uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
-        except (OSError, StopIteration):
-            continue
-        if uid in uids:
-            found.append(int(entry))
-    return found
-
-
 def judge(lang: str, completions: list[tuple[str, str]], timeout_s: float = 5.0) -> list:
     """The compatible verdicts on ``(task_id, completion)``; nothing may be left running."""
     by_id = problems(lang)
     jobs = [job_for(by_id[task], code, "compatible", timeout_s)[0] for task, code in completions]
     with Sandbox(workers=2) as sandbox:
         replies = sandbox.run(jobs)
-        assert sandbox_uid_processes(sandbox.uids) == []
+        assert uid_processes(sandbox.uids) == []
         return [classify(reply, None, sandbox.isolation) for reply in replies]
 
 

@@ -68,26 +68,26 @@ def mbpp_texts(path: str | Path) -> dict[str, str]:
     return out
 
 
-MULTIPL_E_LANGUAGES = ("js", "java", "cpp", "rs", "go")
-
-
 def multipl_e_texts(path: str | Path) -> dict[str, str]:
-    """`MultiPL-E/<lang>/<name>:prompt` and `:tests` (the expected answers are in the tests)."""
+    """`MultiPL-E/<lang>/<name>:prompt` and `:tests` (the expected answers are in the tests), read
+    by the evaluation's own MultiPL-E benchmarks for every language whose file is there."""
+    from distill.evaluation.benchmarks import BENCHMARKS, get_benchmark
+    from distill.evaluation.benchmarks.multipl_e import MultiPLE
+
     folder = Path(path)
-    files = [folder / f"humaneval-{lang}-reworded.jsonl" for lang in MULTIPL_E_LANGUAGES]
-    if not any(f.is_file() for f in files):
+    benches = [get_benchmark(n) for n in BENCHMARKS.names()]
+    present = [b for b in benches if isinstance(b, MultiPLE) and not b.check_data(str(folder))]
+    if not present:
         raise ValueError(
             f"data.quality.multipl_e_path={path}: no humaneval-<lang>-reworded.jsonl there; give "
             "the folder holding MultiPL-E's files (e.g. ../shared/data/multipl-e), or drop "
             "multipl_e from data.quality.benchmarks"
         )
     out = {}
-    for lang, file in zip(MULTIPL_E_LANGUAGES, files, strict=True):
-        for line in file.read_text(encoding="utf-8").splitlines() if file.is_file() else []:
-            if line.strip():
-                row = json.loads(line)
-                out[f"MultiPL-E/{lang}/{row['name']}:prompt"] = row["prompt"]
-                out[f"MultiPL-E/{lang}/{row['name']}:tests"] = row["tests"]
+    for bench in present:
+        for problem in bench.load_all(folder):
+            out[f"MultiPL-E/{bench.lang}/{problem.task_id}:prompt"] = problem.prompt
+            out[f"MultiPL-E/{bench.lang}/{problem.task_id}:tests"] = problem.test
     return out
 
 
@@ -126,6 +126,16 @@ SOURCES = {"HumanEval": "humaneval", "Mbpp": "mbpp", "MultiPL-E": "multipl_e"}
 PATH_KEYS = {"mbpp": "mbpp_path", "multipl_e": "multipl_e_path"}
 
 
+def skipped_benchmarks(quality: Any) -> list[str]:
+    """The benchmarks of `data.quality.benchmarks` whose data path is not set (skipped); a run
+    directory's config from before a path key existed has it unset."""
+    return [
+        b
+        for b, key in PATH_KEYS.items()
+        if b in quality.benchmarks and not getattr(quality, key, None)
+    ]
+
+
 @functools.lru_cache(maxsize=4)
 def benchmark_index(
     benchmarks: tuple[str, ...], paths: tuple[str | None, ...], n: int
@@ -157,13 +167,13 @@ def decontaminate(
     """
     if not quality.decontaminate or not quality.benchmarks:
         return records, {}
-    for bench, key in PATH_KEYS.items():
-        if bench in quality.benchmarks and not getattr(quality, key, None):
-            log.warning(
-                "decontamination skips %s: data.quality.%s is not set (give the folder holding "
-                "its data, e.g. data.quality.%s=../shared/data/%s)",
-                bench, key, key, bench.replace("_", "-"),
-            )  # fmt: skip
+    for bench in skipped_benchmarks(quality):
+        key = PATH_KEYS[bench]
+        log.warning(
+            "decontamination skips %s: data.quality.%s is not set (give the folder holding its "
+            "data, e.g. data.quality.%s=../shared/data/%s)",
+            bench, key, key, bench.replace("_", "-"),
+        )  # fmt: skip
     paths = (quality.mbpp_path, getattr(quality, "multipl_e_path", None))
     index = benchmark_index(tuple(sorted(quality.benchmarks)), paths, quality.decontam_ngram)
     kept, dropped = [], defaultdict(list)

@@ -17,6 +17,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from distill.data.quality.checks import DROP_REASONS, filter_dataset
+from distill.data.quality.decontam import skipped_benchmarks
 from distill.data.store import is_validation
 
 log = logging.getLogger(__name__)
@@ -174,8 +175,7 @@ def _size_category(n: int) -> str:
 def _decontam_note(q: Any) -> str:
     if not q.decontaminate or not q.benchmarks:
         return "Decontamination: off."
-    paths = {"mbpp": q.mbpp_path, "multipl_e": getattr(q, "multipl_e_path", None)}
-    skipped = [b for b in q.benchmarks if b in paths and not paths[b]]
+    skipped = skipped_benchmarks(q)
     used = [b for b in q.benchmarks if b not in skipped]
     note = (
         f"Decontamination: {q.decontam_ngram}-gram overlap >= {q.decontam_threshold} with the "

@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 from distill.evaluation.benchmarks.base import Benchmark, register_benchmark
-from distill.evaluation.code_text import truncate_at_stop
+from distill.evaluation.code_text import fenced_blocks, truncate_at_stop
 from distill.evaluation.problem import Problem
 from distill.evaluation.toolchains import TOOLCHAINS, Toolchain, missing
 
-_FENCE = re.compile(r"```[^\n`]*\n(.*?)(?:```|\Z)", re.DOTALL)
 _CALLED = re.compile(r"(\w+)\s*\(")
 
 
@@ -93,7 +93,7 @@ class MultiPLE(Benchmark):
     def postprocess(self, raw: str, problem: Problem, prompt_format: str) -> str:
         if prompt_format == "completion":
             return truncate_at_stop(raw, self.stops)
-        blocks = _FENCE.findall(raw)
+        blocks = fenced_blocks(raw)
         code = next((b for b in blocks if _definition(b, problem.entry_point)), None)
         return self.chat_completion(code or (blocks or [raw])[0], problem.entry_point)
 
@@ -127,7 +127,9 @@ class MultiPLE(Benchmark):
         # Exactly as MultiPL-E's evaluator assembles it.
         return problem.prompt + sample + "\n" + problem.test
 
-    def job(self, problem: Problem, sample: str, mode: str, timeout_s: float):  # noqa: ANN201
+    def job(
+        self, problem: Problem, sample: str, mode: str, timeout_s: float
+    ) -> tuple[dict[str, Any] | None, Any]:
         if mode != "compatible":
             return None, None  # the verdict is the program's own exit: no strict form
         return self.toolchain.job(self.program(problem, sample), timeout_s), None
