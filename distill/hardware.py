@@ -24,6 +24,21 @@ def cpu_supports_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def resolve_dtype(name: str, device: torch.device | str | None = None) -> torch.dtype:
+    """A config's dtype name as a torch dtype. `auto` is bf16 where `device` (default: the CUDA
+    GPU if there is one, else the CPU) computes it natively, else fp32: on a CPU without
+    AVX512-BF16 or AMX, bf16 matmuls are emulated and run several times slower than fp32."""
+    if name != "auto":
+        return getattr(torch, name)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = cpu_supports_bf16()
+    return torch.bfloat16 if native else torch.float32
+
+
 def resolve_precision(cfg: DictConfig) -> str:
     """`precision: auto`: bf16 autocast where the hardware supports it, else fp32 (CPU) or fp16."""
     if cfg.precision != "auto":

@@ -11,7 +11,8 @@ from omegaconf.errors import OmegaConfBaseException
 from distill.errors import ConfigError
 
 QUANTIZATIONS = ("nf4", "fp4")
-DTYPES = ("float32", "bfloat16", "float16")
+# auto: bf16 where the hardware computes it natively, else fp32 (distill.hardware.resolve_dtype)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 PROMPT_FORMATS = ("chat", "completion")
 EVAL_BACKENDS = ("hf", "vllm")
 CACHE_KINDS = ("topk", "sampled")

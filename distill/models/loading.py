@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from distill.errors import ConfigError
+from distill.hardware import resolve_dtype
 from distill.models.cache import build_once, cache_key
 from distill.models.prompt_formats import apply_prompt_format, require_chat_format
 from distill.models.sources import resolve_model_dir
@@ -73,20 +74,24 @@ def load_teacher(
         device: where the weights go.
     """
     quantization = cfg.get("quantization")
+    dtype = resolve_dtype(cfg.dtype, device)
     model = AutoModelForCausalLM.from_pretrained(
         resolve_model_dir(cfg.path),
-        dtype=getattr(torch, cfg.dtype),
+        dtype=dtype,
         attn_implementation=attn_implementation,
-        quantization_config=teacher_quantization_config(quantization, cfg.dtype),
+        quantization_config=teacher_quantization_config(quantization, dtype),
         device_map={"": str(device)} if quantization else None,
     )
     model.eval().requires_grad_(False)
-    bits = {None: cfg.dtype, "int8": "8-bit int8"}.get(quantization, f"4-bit {quantization}")
+    name = str(dtype).removeprefix("torch.")
+    bits = {None: name, "int8": "8-bit int8"}.get(quantization, f"4-bit {quantization} ({name})")
     log.info("teacher: %s on %s", bits, device)
     return model if quantization else model.to(device)
 
 
-def teacher_quantization_config(quantization: str | None, dtype: str) -> BitsAndBytesConfig | None:
+def teacher_quantization_config(
+    quantization: str | None, dtype: torch.dtype
+) -> BitsAndBytesConfig | None:
     if quantization is None:
         return None
     if quantization == "int8":
@@ -95,7 +100,7 @@ def teacher_quantization_config(quantization: str | None, dtype: str) -> BitsAnd
         load_in_4bit=True,
         bnb_4bit_quant_type=quantization,
         bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=getattr(torch, dtype),
+        bnb_4bit_compute_dtype=dtype,
     )
 
 
@@ -132,34 +137,37 @@ def pruned_model_dir(source_dir: str, keep: list[int]) -> str:
     return str(build_once(name, build))
 
 
-def quantization_config(cfg: DictConfig) -> BitsAndBytesConfig | None:
+def quantization_config(
+    cfg: DictConfig, device: torch.device | str | None = None
+) -> BitsAndBytesConfig | None:
     if cfg.quantization is None:
         return None
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=cfg.quantization,
         bnb_4bit_use_double_quant=cfg.double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, cfg.compute_dtype),
+        bnb_4bit_compute_dtype=resolve_dtype(cfg.compute_dtype, device),
         bnb_4bit_quant_storage=torch.uint8,
     )
 
 
 def load_base_student(
-    cfg: DictConfig, attn_implementation: str = "sdpa", device: torch.device | str = "cpu"
+    cfg: DictConfig, attn_implementation: str = "sdpa", device: torch.device | str | None = None
 ) -> PreTrainedModel:
     """The student without adapters: pruned to `keep_layers`, quantized when asked, on `device`
-    (the Trainer moves a training student itself; 4-bit weights are quantized where they load)."""
+    (None: on the CPU, for the Trainer to move; `compute_dtype: auto` then resolves for the GPU
+    if there is one; 4-bit weights are quantized where they load)."""
     model_dir = resolve_model_dir(cfg.path)
     if cfg.keep_layers is not None:
         model_dir = pruned_model_dir(model_dir, list(cfg.keep_layers))
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
-        dtype=getattr(torch, cfg.compute_dtype),
-        quantization_config=quantization_config(cfg),
+        dtype=resolve_dtype(cfg.compute_dtype, device),
+        quantization_config=quantization_config(cfg, device),
         attn_implementation=attn_implementation,
-        device_map={"": str(device)} if cfg.quantization else None,
+        device_map={"": str(device or "cpu")} if cfg.quantization else None,
     )
-    return model if cfg.quantization else model.to(device)
+    return model if cfg.quantization else model.to(device or "cpu")
 
 
 def keep_4bit_layers_trainable(model: PreTrainedModel) -> None:
