@@ -247,7 +247,8 @@ class Sandbox:
             jobs: Dicts with ``kind`` (``"program"``, ``"calls"`` or ``"steps"``), ``timeout``,
                 ``source`` (program and calls), for calls ``entry`` and encoded ``args``, for
                 steps ``files``, ``steps`` and ``env``; any may add ``rlimits`` that replace
-                :class:`Limits`' own.
+                :class:`Limits`' own, and ``expected_seconds``: the longest jobs start first,
+                so that no long job starts last and runs alone while the other workers idle.
             progress: Show a progress bar.
 
         Returns:
@@ -256,7 +257,7 @@ class Sandbox:
         """
         if not self._workers:
             raise SandboxError("Sandbox.run outside its `with` block")
-        todo = deque(range(len(jobs)))
+        todo = deque(sorted(range(len(jobs)), key=lambda i: -jobs[i].get("expected_seconds", 0)))
         replies: list[dict[str, Any] | None] = [None] * len(jobs)
         with tqdm(total=len(jobs), disable=not progress, desc="sandbox", unit="prog") as bar:
             while todo or any(w.job for w in self._workers):

@@ -145,10 +145,11 @@ def test_eval_app_scores_an_evalplus_samples_file(tmp_path, monkeypatch) -> None
 
 
 @pytest.mark.parametrize(
-    "value",
-    [["a", "bc", ""], [1, -2, 3.0, 2.5, float("inf")], (1, 2), [["x"], ("y", "z")], [True, 1]],
+    "value", [["a", "bc", ""], ("a", "b"), [["x"], ("y", "z")], [1, "a", None]]
 )
-def test_the_flat_digest_path_writes_what_the_item_path_does(value) -> None:
+def test_the_flat_digest_path_writes_what_the_item_path_does_for_text_and_mixtures(value) -> None:
+    """Sequences of text, or of mixed kinds, are written item by item (numbers-only ones go
+    through one float64 array: see the next test)."""
     import hashlib
 
     from distill.evaluation import sandbox_codec
@@ -159,3 +160,40 @@ def test_the_flat_digest_path_writes_what_the_item_path_does(value) -> None:
         sandbox_codec._feed(slow, item, 1)
     slow.update(b"]")
     assert digest_value(value) == slow.hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        ([1, 2.0, True], [1.0, 2, 1], True),  # Python's equal numbers digest alike
+        ([0.0, 1], [-0.0, 1], True),
+        ([2.5, float("inf")], [2.5, float("inf")], True),
+        ([1, 2], (1, 2), False),  # as Python: a list is never a tuple
+        ([1, 2], [1, 3], False),
+        ([2**53 + 1], [float(2**53)], False),  # beyond float64's exact ints: written exactly
+        ([2**60, 1.5], [2**60, 1.5], True),
+        ([10**400, 1], [10**400, 1], True),  # past float64's range: written exactly
+        ([10**400, 1], [10**400 + 1, 1], False),
+        ([1e300], [int(1e300)], True),
+        ([float("nan"), 2**60], [float("nan"), 2**60], True),
+        (list(range(10**5)), [float(i) for i in range(10**5)], True),
+        (list(range(10**5)), [*range(10**5 - 1), 0], False),
+    ],
+)
+def test_numeric_sequences_digest_alike_exactly_when_python_calls_them_equal(a, b, equal) -> None:
+    assert (digest_value(a) == digest_value(b)) is equal
+    assert (Digest.of([a, "x"]) == Digest.of([b, "x"])) is equal  # nested too
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[1, 2.5, True, None], ["a", "b"], [1, 2**60], [float("nan"), 1], {1.5, 2}, (), [0.0, -0.0]],
+)
+def test_flat_sequences_encode_as_item_by_item(value) -> None:
+    from distill.evaluation.sandbox_codec import _encode, decode_value, encode_value
+
+    item_by_item = [_encode(x, 1, [10**6]) for x in value]
+    encoded = encode_value(value)
+    assert encoded[1] == item_by_item or repr(encoded[1]) == repr(item_by_item)  # NaN != NaN
+    back = decode_value(json.loads(json.dumps(encoded)))
+    assert type(back) is type(value) and repr(back) == repr(value)

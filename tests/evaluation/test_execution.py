@@ -260,3 +260,19 @@ def test_worker_waits_without_a_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
         assert worker._wait(pid, time.monotonic() + 10.0) is False
     finally:
         assert os.waitpid(pid, 0)[1] == 0  # still ours to reap: _wait did not
+
+
+def test_the_longest_expected_jobs_start_first() -> None:
+    """One worker runs the jobs one by one: the job said to be longest goes first, the others
+    keep their order; replies come back in the jobs' order."""
+    from distill.evaluation.sandbox import Limits, Sandbox
+
+    def job(expected: float) -> dict:
+        source = "import time\ndef started():\n    return time.time()\n"
+        job = {"kind": "calls", "source": source, "entry": "started", "args": [["l", []]]}
+        return {**job, "timeout": 10.0, **({"expected_seconds": expected} if expected else {})}
+
+    with Sandbox(1, Limits()) as sandbox:
+        replies = sandbox.run([job(0), job(0.5), job(0), job(30.0)])
+    started = [json.loads(r["record"])["results"][0][1] for r in replies]
+    assert started[3] < started[1] < started[0] < started[2]

@@ -152,7 +152,7 @@ def test_deep_recursion_fails(sandbox: Sandbox) -> None:
         "    import sys\n    sys.setrecursionlimit(10**7)\n    x = []\n"
         "    for _ in range(3 * 10**5):\n        x = [x]\n    return repr(x)\n"
     )
-    verdicts = judge(sandbox, deep)
+    verdicts = judge(sandbox, deep, timeout_s=15.0)  # reaching the end of the stack takes ~2 s
     assert reasons(verdicts) == ("signal", "signal")
     assert verdicts["compatible"].result == "failed: SIGSEGV"
 

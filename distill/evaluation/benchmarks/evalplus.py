@@ -47,7 +47,7 @@ from distill.models.cache import cache_root
 logger = logging.getLogger(__name__)
 
 GROUND_TRUTH_TIMEOUT_S = 300.0
-GROUND_TRUTH_VERSION = "2"  # bump when the way expected outputs are computed changes
+GROUND_TRUTH_VERSION = "3"  # bump when the way expected outputs are computed or digested changes
 # Outputs with more items than this come back from the sandbox as a digest (compared exactly):
 # a few tasks return hundreds of megabytes (HumanEval/130, Mbpp/255).
 SEND_MAX_ITEMS = 20_000
@@ -164,6 +164,8 @@ class EvalPlusBenchmark(Benchmark):
             "max_items": SEND_MAX_ITEMS,
             # The calls' budgets, and time to digest large outputs (4x the reference's).
             "timeout": sum(tests.budgets()) + TIME_LIMIT_FACTOR * tests.send_time + 1.0,
+            # What the reference took: the slowest problems start first.
+            "expected_seconds": sum(self._truth[problem.task_id]["times"]) + tests.send_time,
         }
         return job, tests
 
