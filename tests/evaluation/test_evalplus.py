@@ -197,3 +197,27 @@ def test_flat_sequences_encode_as_item_by_item(value) -> None:
     assert encoded[1] == item_by_item or repr(encoded[1]) == repr(item_by_item)  # NaN != NaN
     back = decode_value(json.loads(json.dumps(encoded)))
     assert type(back) is type(value) and repr(back) == repr(value)
+
+
+def test_stored_expected_outputs_load_as_computed_and_a_damaged_file_is_recomputed(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    from distill.evaluation.benchmarks.evalplus import ground_truth_dir
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path))
+    problems = load_problems("mbpp_plus", None, EVALPLUS)[:2]
+
+    def truth() -> dict:
+        bench = get_benchmark("mbpp_plus")
+        bench._truth.clear()
+        bench.prepare(problems)
+        return {p.task_id: bench.tests(p).expected for p in problems}
+
+    computed = truth()
+    (stored,) = ground_truth_dir().iterdir()
+    assert truth() == computed  # loaded from the file
+    stored.write_bytes(b"\x00not marshal")
+    again = truth()  # computed again (Mbpp/2's tuples of a set may come in another order)
+    assert {k: len(v) for k, v in again.items()} == {k: len(v) for k, v in computed.items()}
+    assert str(stored) in caplog.text and "computing the expected outputs again" in caplog.text
+    assert truth() == again  # and stored again
