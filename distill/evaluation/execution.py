@@ -169,11 +169,38 @@ def score_samples(
                     "user namespaces (sysctl kernel.unprivileged_userns_clone=1)"
                 )
             replies = sandbox.run(jobs, progress)
+            _run_plus_jobs(sandbox, [tests for _, tests, _ in pending], replies, progress)
         for (i, tests, key), reply in zip(pending, replies, strict=True):
             results[i] = classify(reply, tests, isolation)
             if cache and results[i].reason != "sandbox_error":
                 cache.put(key, results[i])
     return results  # type: ignore[return-value]
+
+
+def _run_plus_jobs(
+    sandbox: Sandbox, tests: Sequence[Any], replies: list[dict[str, Any]], progress: bool
+) -> None:
+    """Run the second test set (EvalPlus's plus inputs) of each sample whose first set passed,
+    and join its results to the first's in ``replies``: a sample that fails its base inputs
+    fails plus too, so its plus inputs, often the costly ones, never run."""
+    todo = [
+        n
+        for n, t in enumerate(tests)
+        if getattr(t, "plus_job", None) and _verdict(replies[n], t)[2].get("base")
+    ]
+    if not todo:
+        return
+    more = sandbox.run([tests[n].plus_job for n in todo], progress)
+    for n, reply in zip(todo, more, strict=True):
+        first, second = _record(replies[n]), _record(reply)
+        if (
+            isinstance(second, dict)
+            and set(second) == {"results"}
+            and type(second["results"]) is list
+        ):
+            results = first["results"] + second["results"]
+            reply = {**reply, "record": json.dumps({"results": results})}
+        replies[n] = reply  # else the second run's failure (a crash, a forged record) decides
 
 
 def _prepare(problems: Sequence[Problem]) -> None:

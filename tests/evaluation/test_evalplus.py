@@ -4,6 +4,7 @@ checked through the real sandbox on the shared data."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -125,6 +126,22 @@ def test_plus_inputs_catch_what_the_base_ones_miss() -> None:
     )
     assert (slow.reason, slow.parts) == ("timeout", {"base": True, "plus": False})
     assert (forge.passed, forge.reason) == (False, "forged_exit")
+
+
+def test_plus_inputs_run_only_where_the_base_ones_passed() -> None:
+    """A sample that fails a base input never runs its plus inputs (a failed base fails plus
+    too): here each plus input would sleep 0.9 s, a minute for HumanEval/0's ~750 (capped)."""
+    problem = load_problems("humaneval_plus", 1, EVALPLUS)[0]
+    num_base = problem.extra["num_base"]
+    slow_plus = (
+        "    import time\n    global CALLS\n    CALLS = globals().get('CALLS', 0) + 1\n"
+        f"    if CALLS > {num_base}:\n        time.sleep(0.9)\n    return None\n"
+    )
+    start = time.monotonic()
+    (result,) = score("humaneval_plus", "HumanEval/0", [slow_plus])
+    assert (result.reason, result.parts) == ("assertion", {"base": False, "plus": False})
+    assert "input 0:" in result.detail
+    assert time.monotonic() - start < 30
 
 
 def test_eval_app_scores_an_evalplus_samples_file(tmp_path, monkeypatch) -> None:

@@ -23,6 +23,7 @@ object with its own ``__eq__``) fails, where EvalPlus would call its ``__eq__``.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -154,22 +155,34 @@ class EvalPlusBenchmark(Benchmark):
         if mode != "compatible":
             return None, None
         tests = self.tests(problem)
-        job = {
+        source = self.strict_source(problem, sample)
+        plus = (
+            self._part_job(problem, source, tests, 1)
+            if tests.num_base < len(tests.inputs)
+            else None
+        )
+        return self._part_job(problem, source, tests, 0), dataclasses.replace(tests, plus_job=plus)
+
+    def _part_job(self, problem: Problem, source: str, tests: EvalPlusTests, part: int) -> dict:
+        """The job calling the function on one test set's inputs (0: base, 1: plus). The plus
+        inputs run in a job of their own, only where the base inputs passed (see
+        :attr:`EvalPlusTests.plus_job`), as EvalPlus runs each set in its own process."""
+        lo, hi = (0, tests.num_base) if part == 0 else (tests.num_base, len(tests.inputs))
+        budget = tests.budgets()[part]
+        return {
             "kind": "calls",
-            "source": self.strict_source(problem, sample),
+            "source": source,
             "entry": problem.entry_point,
-            "args_pickle": self._pickled_inputs(problem),
-            "call_limits": list(tests.limits),
-            "part_sizes": [tests.num_base, len(tests.inputs) - tests.num_base],
-            "part_budgets": tests.budgets(),
+            "args_pickle": self._pickled_inputs(problem, part),
+            "call_limits": list(tests.limits[lo:hi]),
+            "part_budgets": [budget],
             "not_none": self.not_none(problem),
             "max_items": SEND_MAX_ITEMS,
-            # The calls' budgets, and time to digest large outputs (4x the reference's).
-            "timeout": sum(tests.budgets()) + TIME_LIMIT_FACTOR * tests.send_time + 1.0,
-            # What the reference took: the slowest problems start first.
-            "expected_seconds": sum(self._truth[problem.task_id]["times"]) + tests.send_time,
+            # The calls' budget, and time to digest large outputs (4x the reference's).
+            "timeout": budget + TIME_LIMIT_FACTOR * tests.send_time + 1.0,
+            # What the reference took: the slowest jobs start first.
+            "expected_seconds": sum(self._truth[problem.task_id]["times"][lo:hi]),
         }
-        return job, tests
 
     def tests(self, problem: Problem) -> EvalPlusTests:
         """``problem``'s inputs, expected outputs and limits (ground truth computed if needed)."""
@@ -189,13 +202,16 @@ class EvalPlusBenchmark(Benchmark):
             source=f"{problem.extra['digest']}-v{GROUND_TRUTH_VERSION}",
         )
 
-    def _pickled_inputs(self, problem: Problem) -> str:
-        """The inputs, pickled once per problem: trusted data for the sandbox to unpickle (much
-        faster than the plain-value codec, which is for what comes back out)."""
-        if problem.task_id not in self._pickles:
-            data = pickle.dumps([list(i) for i in problem.extra["inputs"]], protocol=5)
-            self._pickles[problem.task_id] = base64.b64encode(data).decode()
-        return self._pickles[problem.task_id]
+    def _pickled_inputs(self, problem: Problem, part: int | None = None) -> str:
+        """The inputs (all, or one test set's), pickled once: trusted data for the sandbox to
+        unpickle (much faster than the plain-value codec, which is for what comes back out)."""
+        key = (problem.task_id, part)
+        if key not in self._pickles:
+            inputs, num_base = problem.extra["inputs"], problem.extra["num_base"]
+            chosen = {None: inputs, 0: inputs[:num_base], 1: inputs[num_base:]}[part]
+            data = pickle.dumps([list(i) for i in chosen], protocol=5)
+            self._pickles[key] = base64.b64encode(data).decode()
+        return self._pickles[key]
 
     def hidden_paths(self, data_path: str | None) -> list[str]:
         return [*super().hidden_paths(data_path), str(ground_truth_dir().resolve())]

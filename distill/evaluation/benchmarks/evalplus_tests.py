@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,8 @@ class EvalPlusTests:
         oracle_decides: The oracle's answer is the verdict (no tolerance check follows).
         send_time: Seconds the reference's outputs took to encode or digest in the sandbox.
         source: The data file's md5 and the ground truth's version (the expected outputs').
+        plus_job: The sandbox job for the plus inputs, run only where the base inputs passed
+            (a failed base fails plus too), its results appended to the base's.
     """
 
     task_id: str
@@ -76,6 +78,7 @@ class EvalPlusTests:
     oracle_decides: bool = False
     send_time: float = 0.0
     source: str = ""
+    plus_job: dict[str, Any] | None = field(default=None, compare=False)
 
     def __repr__(self) -> str:  # short: it keys the result cache, beside the job itself
         return f"EvalPlusTests({self.task_id}, {self.source})"
