@@ -12,7 +12,8 @@ added ones). As in ``evalplus`` 0.3.1:
   expected value is a float or a list of floats, then ``atol = 1e-6`` from there on), when it has
   the same type and length and ``numpy.allclose(out, exp, rtol=1e-7, atol=atol)``; a few tasks
   have their own oracles (the benchmark files);
-* *base* passes when every base input does; *plus* when base and every plus input do.
+* *base* passes when every base input does; *plus* when base and every plus input do; each set
+  runs in its own process, the plus inputs only where the base inputs passed.
 
 What differs, on purpose: the sample runs in distill's sandbox, and only plain builtin values come
 back out of it (:mod:`~distill.evaluation.sandbox_codec`), so outputs are compared here, where
