@@ -286,7 +286,7 @@ class EvalPlusBenchmark(Benchmark):
 
 
 # The expected outputs are plain builtin values, which marshal stores and loads many times faster
-# than JSON plus the codec (a quarter of a scoring run's own time); its format follows Python's.
+# than JSON plus the codec; its format follows the Python version (hence in the file name).
 _MARSHAL = f"py{sys.version_info[0]}{sys.version_info[1]}.marshal"
 
 
