@@ -84,7 +84,7 @@ def load_teacher(
     )
     model.eval().requires_grad_(False)
     name = str(dtype).removeprefix("torch.")
-    bits = {None: name, "int8": "8-bit int8"}.get(quantization, f"4-bit {quantization} ({name})")
+    bits = {None: name, "int8": "8-bit int8"}.get(quantization, f"4-bit {quantization}")
     log.info("teacher: %s on %s", bits, device)
     return model if quantization else model.to(device)
 
