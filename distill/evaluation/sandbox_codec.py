@@ -120,9 +120,13 @@ def _flat_values(items: Any, budget: list[int]) -> list[Any] | None:
     kinds = set(map(type, items))
     if kinds == {str}:
         budget[0] -= len(items) + sum(map(len, items)) // 64
-    elif kinds and kinds <= {bool, int, float} and -_NATIVE_INT < min(items) < _NATIVE_INT:
-        if not max(items) < _NATIVE_INT:  # NaN first: min and max are NaN and fail, as wanted
-            return None
+    # A NaN first makes min and max NaN, which fails the range check: item by item, as wanted.
+    elif (
+        kinds
+        and kinds <= {bool, int, float}
+        and -_NATIVE_INT < min(items)
+        and max(items) < _NATIVE_INT
+    ):
         budget[0] -= len(items)
     else:
         return None

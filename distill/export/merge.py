@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig
 from transformers import PreTrainedModel
 
+from distill.hardware import resolve_dtype
 from distill.models.loading import load_base_student
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ def merged_student(student: DictConfig, adapters: Path, dtype: str) -> PreTraine
 
     base = load_base_student(student)
     if student.quantization is not None:
-        log.info("dequantizing the %s base to %s", student.quantization, student.compute_dtype)
+        computed_in = resolve_dtype(student.compute_dtype)  # `auto` logged as what it became
+        log.info("dequantizing the %s base to %s", student.quantization, computed_in)
         base = base.dequantize()
     merged = PeftModel.from_pretrained(base, str(adapters)).merge_and_unload()
     merged = merged.to(getattr(torch, dtype)).eval()
