@@ -131,3 +131,31 @@ def test_the_cpu_fast_preset_composes_with_the_benchmark_overrides(bench):
     kwargs = trainer_kwargs(cfg.hardware, 4)
     assert kwargs["precision"] == "bf16-mixed" and kwargs["accumulate_grad_batches"] == 2
     assert cfg.student.compute_dtype == "bfloat16" and cfg.teacher.dtype == "bfloat16"
+
+
+def test_the_matched_grid_offers_trl_every_setting_ours_runs(bench):
+    """Each arm of ours in the matched grid has a TRL arm with the same teacher and dequantisation
+    dtypes, autocast, micro-batch, checkpointing, LoRA dropout and length grouping."""
+    run, _, common = bench
+
+    def spec(arm: str) -> object:
+        overrides = [*run.SMOLLM2_PAIR, *run.OBJECTIVE, *run.ARMS[arm][1]]
+        lora = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj"]}
+        return common.Spec(
+            arm=arm, work="", student_dir="", teacher_dir="", quantization="nf4",
+            double_quant=False, compute_dtype="float32", lora=lora, batch_size=4,
+            max_length=256, lr=3e-4, steps=1, warmup=0, threads=1, overrides=overrides,
+            options=dict(run.ARMS[arm][2]),
+        )  # fmt: skip
+
+    knobs = {arm: run.knobs(spec(arm)) for arm in run.MATCHED}
+    ours = [a for a in run.MATCHED if a.startswith("ours")]
+    trl = [a for a in run.MATCHED if a.startswith("trl")]
+    assert len(ours) == 4 and len(trl) >= 4
+    for arm in ours:
+        twins = [t for t in trl if knobs[t] == knobs[arm]]
+        assert twins, f"{arm} {knobs[arm]} has no TRL twin"
+    assert knobs["ours_fp32_nodrop_mb2_gc"]["micro_batch"] == 2
+    assert knobs["ours_fp32_nodrop_mb2_gc"]["checkpointing"] is True
+    assert knobs["ours_fp32_nodrop"]["lora_dropout"] == 0.0
+    assert knobs["trl_fp32"]["length_grouped"] is False  # TRL's default arm, kept for reference

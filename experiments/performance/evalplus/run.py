@@ -19,11 +19,8 @@ file (each with the commit, date, machine and command) and prints the tables.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -33,6 +30,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
+sys.path.insert(0, str(HERE.parents[1]))  # experiments/
+
+from provenance import provenance, write_csv  # noqa: E402
+
 DATA = ROOT.parent / "shared" / "data" / "evalplus"
 # distill's benchmark name -> (evalplus's --dataset, its override variable, the data file)
 DATASETS = {
@@ -84,31 +85,6 @@ def run_distill(bench: str, samples: Path, workers: int, cache: Path) -> tuple[f
     return seconds, verdicts
 
 
-def provenance(argv: list[str]) -> dict[str, str]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
-    return {
-        "commit": commit,
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{cpu}, {os.cpu_count()} cores, no GPU",
-        "command": "python experiments/performance/evalplus/run.py " + " ".join(argv),
-    }
-
-
-def write_csv(path: Path, rows: list[dict], meta: dict[str, str]) -> None:
-    rows = [{**row, **meta} for row in rows]
-    with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else list(meta))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--evalplus-python", required=True)
@@ -118,7 +94,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--out", type=Path, default=HERE, help="folder for the results files")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = provenance(argv)
+    meta = provenance([__file__, *argv])
     agreement, disagreements, speed = [], [], []
     with tempfile.TemporaryDirectory() as caches:
         ours_cache, theirs_cache = Path(caches, "distill"), Path(caches, "evalplus")
@@ -131,7 +107,8 @@ def main(argv: list[str]) -> None:
                 args.evalplus_python, bench, samples, args.workers[0], theirs_cache
             )
             name = Path(file).name
-            for kind, keys in (("samples of the file", own), ("canonical padding", set(ours) - own)):
+            kinds = (("samples of the file", own), ("canonical padding", set(ours) - own))
+            for kind, keys in kinds:
                 if keys:
                     mine = {k: ours[k] for k in keys}
                     agreement.append(agree(bench, name, kind, mine, theirs, disagreements))

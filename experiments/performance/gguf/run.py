@@ -10,18 +10,17 @@ next-token logits on distill's check prompts (`distill.export.gguf.export_ggufs`
 
 from __future__ import annotations
 
-import csv
-import datetime
-import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))  # experiments/
+
+from provenance import provenance, write_csv  # noqa: E402
+
 MODELS = {"SmolLM2-135M-Instruct": "embedded:smollm2-135m-instruct", "tiny random": "tiny:student"}
 
 
@@ -49,11 +48,8 @@ def main() -> None:
                     "seconds_both_types": f"{seconds:.1f}",
                 }
             )
-    meta = provenance()
-    with open(HERE / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=[*rows[0], *meta])
-        writer.writeheader()
-        writer.writerows({**row, **meta} for row in rows)
+    meta = provenance(sys.argv)
+    write_csv(HERE / "results.csv", rows, meta)
     lines = [
         f"Commit {meta['commit']}, {meta['date']}, {meta['machine']}.",
         f"Command: `{meta['command']}`",
@@ -69,18 +65,6 @@ def main() -> None:
     ]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-
-
-def provenance() -> dict[str, str]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-    ).stdout.strip()
-    return {
-        "commit": commit,
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
-        "command": "python experiments/performance/gguf/run.py",
-    }
 
 
 if __name__ == "__main__":

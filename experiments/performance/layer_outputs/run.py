@@ -15,10 +15,6 @@ layer's; `distill.training.capture` records only the mapped ones. Two parts:
 
 from __future__ import annotations
 
-import csv
-import datetime
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -31,6 +27,9 @@ from distill.losses import build_loss  # noqa: E402
 from distill.losses.layer_map import layer_outputs  # noqa: E402
 from distill.testing import fake_batch, tiny_llama, tiny_tokenizer  # noqa: E402
 from distill.training.module import step_outputs  # noqa: E402
+
+sys.path.insert(0, str(HERE.parents[1]))  # experiments/
+from provenance import provenance, write_csv  # noqa: E402
 
 # (layers, attention heads, hidden size) from the models' config.json
 SHAPES = {"codellama-7b": (32, 32, 4096), "codellama-34b": (48, 64, 8192)}
@@ -142,30 +141,13 @@ def measured(seq: int = 128) -> list[dict]:
     return rows
 
 
-def provenance() -> dict[str, str]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE
-    ).stdout.strip()
-    return {
-        "commit": commit,
-        "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
-        f"torch {torch.__version__}",
-        "command": "python experiments/performance/layer_outputs/run.py",
-    }
-
-
 def gib(n: int) -> str:
     return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
 
 
 def main() -> None:
-    rows = [{**r, **provenance()} for r in arithmetic() + measured()]
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(HERE / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    rows = arithmetic() + measured()
+    write_csv(HERE / "results.csv", rows, provenance(sys.argv))
     head = ["part", "teacher", "component", "mapping", "layers (s, t)", "every layer"]
     print("| " + " | ".join([*head, "mapped only", "ratio"]) + " |")
     print("|---|---|---|---|---|---|---|---|")

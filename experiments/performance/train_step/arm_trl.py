@@ -6,7 +6,11 @@ Configured to our objective: `lmbda=0` (never on-policy), `beta=0` (KL(teacher |
 to bf16). Batches are the same pre-tokenised examples, right-padded by a small collator: TRL's
 ChatML collator would re-tokenise text and keep the last `max_length` tokens.
 
-`options`: `bf16` and `gradient_checkpointing` (TRL's defaults are both True), `group_by_length`.
+`options` (each a knob a TRL user can set, so every one ours turns is offered to TRL too): `bf16`
+and `gradient_checkpointing` (TRL's defaults are both True), `group_by_length`, `micro_batch`
+(the per-device batch; the rest of the global batch by gradient accumulation), `teacher_dtype`,
+`compute_dtype` (the 4-bit weights' dequantisation dtype), `disable_dropout` (TRL's default True:
+the LoRA dropout too).
 
     experiments/performance/.venv-peers/bin/python arm_trl.py SPEC.json
 """
@@ -56,8 +60,11 @@ class StepTimes(TrainerCallback):
 
     def on_step_begin(self, args, state, control, **kwargs):
         self.timer.active = self.step >= self.clock.warmup
-        # The dataloader may fetch one batch ahead: batch i is the i-th one collated.
-        self.clock.begin(self.step, self.collator.tokens[self.step])
+        # The trainer fetches a step's micro-batches before it begins: step i is the i-th group
+        # of `accumulation` collated batches.
+        acc = args.gradient_accumulation_steps
+        tokens = self.collator.tokens[self.step * acc : (self.step + 1) * acc]
+        self.clock.begin(self.step, sum(tokens))
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         self.timer.start("optimizer")
@@ -73,6 +80,7 @@ def gkd_config(spec: Spec, out_dir: str):
 
     bf16 = spec.options.get("bf16", True)
     grouped = spec.options.get("group_by_length", False)
+    micro = spec.options.get("micro_batch", spec.batch_size)
     return GKDConfig(
         output_dir=out_dir,
         lmbda=0.0,
@@ -80,8 +88,9 @@ def gkd_config(spec: Spec, out_dir: str):
         seq_kd=False,
         temperature=1.0,
         max_length=spec.max_length,
-        per_device_train_batch_size=spec.batch_size,
-        gradient_accumulation_steps=1,
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=spec.batch_size // micro,
+        disable_dropout=spec.options.get("disable_dropout", True),
         max_steps=spec.warmup + spec.steps,
         learning_rate=spec.lr,
         weight_decay=0.0,
@@ -113,7 +122,12 @@ def main(path: str) -> None:
     dataset = Dataset.from_list(examples)
     if spec.options.get("group_by_length"):
         dataset = dataset.add_column("length", [len(e["input_ids"]) for e in examples])
-    student, teacher = load_hf_pair(spec)
+    import torch
+
+    if "compute_dtype" in spec.options:
+        spec.compute_dtype = spec.options["compute_dtype"]
+    teacher_dtype = getattr(torch, spec.options.get("teacher_dtype", "float32"))
+    student, teacher = load_hf_pair(spec, teacher_dtype)
     collator = Collator(tokenizer.pad_token_id)
     clock, timer = StepClock(spec.warmup), PhaseTimer()
     with tempfile.TemporaryDirectory(prefix="trl-gkd-") as out_dir:

@@ -11,7 +11,6 @@ to TRL's fastest arm and to TRL's lowest peak. See README.md beside this file.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -26,6 +25,13 @@ sys.path.insert(0, str(HERE))
 
 from common import RESULT_PREFIX, Spec  # noqa: E402
 from prepare import MBPP, ROOT, build_cache, model_dirs, write_inputs  # noqa: E402
+
+sys.path.insert(0, str(HERE.parents[1]))  # experiments/
+from provenance import provenance, write_csv  # noqa: E402
+
+# Versions recorded with the results: ours come from this venv, TRL's arms run in the peer venv
+# (train_step/setup.sh pins the same PEFT and bitsandbytes there).
+PEER_PACKAGES = ["transformers", "peft", "bitsandbytes", "lightning"]
 
 PEERS = ROOT / "experiments" / "performance" / ".venv-peers" / "bin" / "python"
 # The objective every arm trains: forward KL only (TRL's GKD has no cross-entropy term).
@@ -68,6 +74,29 @@ ARMS: dict[str, tuple[str, list[str], dict]] = {
     "ours_best": ("ours", OURS_BEST, {}),
     "ours_cache": ("ours", [*OURS_BEST, "train.teacher_logits=cache"], {}),
 }
+# The matched grid: every knob ours turns, offered to TRL too, in fp32 (on a CPU without native
+# bf16 the bf16 arms only emulate it). Ours always length-groups its batches.
+NODROP = ["hardware.precision=32-true", "student.lora.dropout=0.0"]
+MB2, GC = ["hardware.micro_batch_size=2"], ["hardware.gradient_checkpointing=true"]
+TRL_FP32 = {"bf16": False, "gradient_checkpointing": False}
+GROUPED = {**TRL_FP32, "group_by_length": True}
+ARMS.update(
+    {
+        "ours_fp32_nodrop": ("ours", NODROP, {}),
+        "ours_fp32_nodrop_mb2": ("ours", [*NODROP, *MB2], {}),
+        "ours_fp32_nodrop_gc": ("ours", [*NODROP, *GC], {}),
+        "ours_fp32_nodrop_mb2_gc": ("ours", [*NODROP, *MB2, *GC], {}),
+        "trl_fp32_grouped": ("trl", [], GROUPED),
+        "trl_fp32_mb2_grouped": ("trl", [], {**GROUPED, "micro_batch": 2}),
+        "trl_fp32_gc_grouped": ("trl", [], {**GROUPED, "gradient_checkpointing": True}),
+        "trl_fp32_mb2_gc_grouped": (
+            "trl",
+            [],
+            {**GROUPED, "micro_batch": 2, "gradient_checkpointing": True},
+        ),
+    }
+)
+MATCHED = ["naive", "trl_fp32", *[a for a in ARMS if "fp32_" in a and a != "ours_fp32"]]
 DEFAULT_ARMS = ["naive", "trl_fp32", "trl_default", "trl_bf16", "ours_fp32", "ours_best"]
 DEFAULT_ARMS += ["ours_cache"]
 
@@ -75,6 +104,7 @@ DEFAULT_ARMS += ["ours_cache"]
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--arms", nargs="+", default=DEFAULT_ARMS, choices=list(ARMS))
+    p.add_argument("--matched", action="store_true", help="run the matched fp32 grid (MATCHED)")
     p.add_argument("--steps", type=int, default=8, help="timed optimizer steps per arm")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before them")
     p.add_argument("--reps", type=int, default=1, help="runs of every arm (interleaved)")
@@ -160,6 +190,52 @@ def make_specs(args: argparse.Namespace, work: Path) -> dict[str, Spec]:
     return specs
 
 
+def knobs(spec: Spec) -> dict[str, object]:
+    """Every setting a user of either library can turn, as this arm runs it."""
+    runner, _, options = ARMS[spec.arm]
+    if runner == "ours":
+        from arm_ours import compose_cfg
+
+        from distill.hardware import resolve_dtype, resolve_precision
+
+        cfg = compose_cfg(spec.overrides)
+        hw = cfg.hardware
+        return {
+            "teacher_dtype": str(resolve_dtype(cfg.teacher.dtype)).removeprefix("torch."),
+            "dequant_dtype": str(resolve_dtype(cfg.student.compute_dtype)).removeprefix("torch."),
+            "autocast": "bf16" if resolve_precision(hw).startswith("bf16") else "off",
+            "micro_batch": hw.micro_batch_size or spec.batch_size,
+            "checkpointing": bool(hw.gradient_checkpointing),
+            "lora_dropout": cfg.student.lora.dropout,
+            "length_grouped": True,
+        }
+    trl = runner == "trl"
+    return {
+        "teacher_dtype": options.get("teacher_dtype", "float32"),
+        "dequant_dtype": options.get("compute_dtype", spec.compute_dtype),
+        "autocast": "bf16" if options.get("bf16", trl) else "off",
+        "micro_batch": options.get("micro_batch", spec.batch_size),
+        "checkpointing": bool(options.get("gradient_checkpointing", trl)),
+        "lora_dropout": 0.0
+        if trl and options.get("disable_dropout", True)
+        else spec.lora["dropout"],
+        "length_grouped": bool(options.get("group_by_length", False)),
+    }
+
+
+def peer_versions(python: Path) -> str:
+    """The TRL arms' library versions, read in the peer venv."""
+    if not python.exists():
+        return ""
+    code = "import trl, transformers, peft; print(trl.__version__, transformers.__version__, "
+    code += "peft.__version__)"
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if done.returncode != 0:
+        return ""
+    trl, transformers, peft = done.stdout.split()
+    return f"; peer venv: trl=={trl} transformers=={transformers} peft=={peft}"
+
+
 def child_env(args: argparse.Namespace) -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": str(args.threads), "TOKENIZERS_PARALLELISM": "false"}
 
@@ -235,35 +311,40 @@ def print_tables(rows: list[dict]) -> None:
         print(f"| {r['arm']} | {cells} | {other:.2f} | {r['step_s']:.2f} |")
 
 
-def write_csv(path: Path, runs: list[dict]) -> None:
+def write_results(path: Path, runs: list[dict], meta: dict[str, str]) -> None:
     fields = ["arm", "rep", "precision", "steps", "tokens", "seconds", "tokens_per_s"]
-    fields += ["peak_rss_mib", "load_peak_rss_mib", "phases_s"]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        writer.writeheader()
-        for r in runs:
-            writer.writerow({**r, "phases_s": json.dumps(r["phases_s"])})
+    fields += ["peak_rss_mib", "load_peak_rss_mib", "phases_s", "knobs"]
+    rows = [
+        {k: json.dumps(r[k]) if k in ("phases_s", "knobs") else r.get(k) for k in fields}
+        for r in runs
+    ]
+    write_csv(path, rows, meta)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = parse_args(argv)
+    meta = provenance(sys.argv if argv is None else [__file__, *argv], peers=PEER_PACKAGES)
+    if args.matched:
+        args.arms = MATCHED
+    meta["versions"] += peer_versions(args.peer_python)
     with tempfile.TemporaryDirectory(prefix="train-step-bench-") as tmp:
         work = args.work or Path(tmp)
         specs = make_specs(args, work)
+        arm_knobs = {arm: knobs(spec) for arm, spec in specs.items()}
         runs = []
         for rep in range(args.reps):
             order = args.arms[rep % len(args.arms) :] + args.arms[: rep % len(args.arms)]
             for arm in order:
                 result = run_arm(specs[arm], args, work)
                 if result is not None:
-                    runs.append({**result, "rep": rep})
+                    runs.append({**result, "rep": rep, "knobs": arm_knobs[arm]})
                     print(
                         f"  rep {rep} {arm}: {result['tokens_per_s']:.0f} tok/s, "
                         f"{result['peak_rss_mib']:.0f} MiB peak",
                         flush=True,
                     )
     if args.csv:
-        write_csv(args.csv, runs)
+        write_results(args.csv, runs, meta)
     rows = summarise(runs)
     print_tables(rows)
     return rows
