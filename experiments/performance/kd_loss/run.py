@@ -10,7 +10,6 @@ Values: each method's loss and gradients against naive's. See README.md beside t
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -20,8 +19,11 @@ import sys
 import time
 from dataclasses import asdict
 from itertools import product
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # experiments/
 from methods import (
     DTYPES,
     METHODS,
@@ -34,9 +36,16 @@ from methods import (
     upcast,
     value_offset,
 )
+from provenance import provenance, write_csv
+
+PEERS = ["trl", "torchtune", "liger-kernel"]
 
 MIB = 2**20
 QUICK = {"vocab": 2048, "hidden": 256, "teacher_hidden": 64}
+# The student heads measured: CodeLlama-7B's (the mission's student) and the embedded coder
+# pair's (Qwen2.5-Coder-0.5B: a 151,936-token vocabulary on a narrow model, where the head
+# dominates the step).
+SHAPES = {"7b": {"vocab": 32016, "hidden": 4096}, "coder": {"vocab": 151936, "hidden": 896}}
 CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}
 
 
@@ -162,12 +171,13 @@ def fmt(row: dict, key: str, spec: str) -> str:
 
 def print_table(rows: list[dict]) -> None:
     head = (
-        "| case | method | peak MiB | target MiB | CPU s | x naive | loss | abs dloss "
+        "| shape | case | method | peak MiB | target MiB | CPU s | x naive | loss | abs dloss "
         "| grad h rel | grad W rel |"
     )
-    print("\n" + head + "\n|" + "---|" * 10)
+    print("\n" + head + "\n|" + "---|" * 11)
     for r in rows:
         cells = [
+            r["shape"],
             r["case"],
             r["method"],
             fmt(r, "peak_mib", ",.0f"),
@@ -186,6 +196,7 @@ def print_table(rows: list[dict]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shape", nargs="+", choices=list(SHAPES), default=["7b"])
     p.add_argument("--seq", type=int, nargs="+", default=[512, 2048])
     p.add_argument("--dtype", nargs="+", choices=sorted(DTYPES), default=["fp32", "bf16"])
     heads = ["frozen", "trainable"]
@@ -213,18 +224,19 @@ def main(argv: list[str] | None = None) -> None:
         child(json.loads(args.child))
         return
     torch.set_num_threads(args.threads)
-    shape = QUICK if args.quick else {}
+    meta = provenance(sys.argv if argv is None else [__file__, *argv], peers=PEERS)
     all_rows = []
-    for seq, dtype, head in product(args.seq, args.dtype, args.head):
+    for name, seq, dtype, head in product(args.shape, args.seq, args.dtype, args.head):
+        shape = QUICK if args.quick else SHAPES[name]
         cfg = Config(seq=seq, dtype=dtype, head=head, **shape)
-        print(f"case {cfg.label} V={cfg.vocab} H={cfg.hidden}", flush=True)
-        all_rows += run_case(cfg, args)
+        print(f"case {name} {cfg.label} V={cfg.vocab} H={cfg.hidden}", flush=True)
+        all_rows += [
+            {"shape": name, "vocab": cfg.vocab, "hidden": cfg.hidden, **row}
+            for row in run_case(cfg, args)
+        ]
+        if args.csv:  # after every case, so a long run stopped midway keeps what it measured
+            write_csv(Path(args.csv), all_rows, meta)
     print_table(all_rows)
-    if args.csv:
-        with open(args.csv, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=sorted({k for r in all_rows for k in r}))
-            writer.writeheader()
-            writer.writerows(all_rows)
 
 
 if __name__ == "__main__":
