@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import re
 import statistics
 import sys
@@ -81,8 +82,6 @@ def pct(value: str | float, digits: int = 1) -> str:
 def step_arms(name: str) -> list[dict]:
     """Per arm (in first-seen order): median tokens/s, peak RSS and step time over its runs, the
     median phase times, and ratios to TRL's fastest and leanest arms."""
-    import json
-
     runs: dict[str, list[dict]] = {}
     for r in read(name):
         runs.setdefault(r["arm"], []).append(r)
@@ -141,8 +140,6 @@ def train_step_phases() -> str:
 
 def train_step_matched(name: str = "train_step/matched.csv") -> str:
     """The matched grid: each arm's knobs beside its speed and memory."""
-    import json
-
     knobs = {r["arm"]: json.loads(r["knobs"]) for r in read(name)}
     rows = []
     for a in step_arms(name):
