@@ -115,7 +115,7 @@ def test_infinite_loop_times_out_and_leaves_no_process() -> None:
     start = time.monotonic()
     verdict = _run(body, timeout_s=1.0)
     assert (verdict.passed, verdict.reason, verdict.result) == (False, "timeout", "timed out")
-    assert time.monotonic() - start < 5.0
+    assert time.monotonic() - start < 15.0  # a guard against a hang, loose for a loaded machine
     assert _token_processes(token) == []
 
 

@@ -140,7 +140,7 @@ def test_infinite_loop_times_out(sandbox: Sandbox) -> None:
     verdicts = judge(sandbox, "    while True:\n        pass\n", timeout_s=0.5)
     assert reasons(verdicts) == ("timeout", "timeout")
     assert verdicts["compatible"].result == "timed out"
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 15  # a guard against a hang, loose for a loaded machine
 
 
 def test_deep_recursion_fails(sandbox: Sandbox) -> None:
