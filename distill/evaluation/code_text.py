@@ -39,6 +39,20 @@ def fenced_blocks(text: str) -> list[str]:
     return _FENCE.findall(text)
 
 
+def closed_blocks(text: str) -> list[str]:
+    """The bodies of the fenced code blocks that are closed, in order (not a cut-off last one)."""
+    return [m.group(1) for m in _FENCE.finditer(text) if m.group(0).endswith("```")]
+
+
+def holds_defining_block(text: str, entry_point: str) -> bool:
+    """Whether a chat answer so far holds a closed fenced block that defines ``entry_point``.
+
+    :func:`extract_code` takes the first such block whatever text follows it, so a generation may
+    stop there: the sample is the one the whole answer would give.
+    """
+    return any(defines(textwrap.dedent(block), entry_point) for block in closed_blocks(text))
+
+
 def extract_code(text: str, entry_point: str) -> str:
     """Extract code from a chat answer.
 

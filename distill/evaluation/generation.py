@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +95,7 @@ def iter_generate(
     prompts: Sequence[str],
     sampling: Sampling,
     batch_size: int,
+    finished: Sequence[Callable[[str], bool]] | None = None,
 ) -> Iterator[tuple[list[int], list[str]]]:
     """Generate one continuation per row, yielding each batch as soon as it is done.
 
@@ -102,6 +109,8 @@ def iter_generate(
         prompts: One text per row, shape ``(num_rows,)``; repeat a prompt to sample it n times.
         sampling: Decoding settings.
         batch_size: Rows per ``generate`` call.
+        finished: Per row, a test of its text so far: the row stops once it holds (a chat
+            answer whose code is complete); a batch ends when all its rows have stopped.
 
     Yields:
         ``(row indices, decoded new tokens)`` of one batch, special tokens skipped.
@@ -127,7 +136,8 @@ def iter_generate(
                 for start in range(0, len(order), batch_size):
                     batch = order[start : start + batch_size]
                     rows = [prompts[r] for r in batch]
-                    texts = _generate_batch(model, tokenizer, rows, config, add_special)
+                    checks = None if finished is None else [finished[r] for r in batch]
+                    texts = _generate_batch(model, tokenizer, rows, config, add_special, checks)
                     bar.update(len(batch))
                     yield batch, texts
     finally:
@@ -140,20 +150,46 @@ def _generate_batch(
     prompts: list[str],
     config: GenerationConfig,
     add_special_tokens: bool,
+    checks: Sequence[Callable[[str], bool]] | None = None,
 ) -> list[str]:
     """One left-padded ``generate`` call; the new tokens of each row, decoded."""
     enc = tokenizer(
         prompts, return_tensors="pt", padding=True, add_special_tokens=add_special_tokens
     )
     device = _device(model)
+    stopping = None
+    if checks is not None:
+        stopping = StoppingCriteriaList([_RowsDone(tokenizer, enc["input_ids"].shape[1], checks)])
     out = model.generate(
         input_ids=enc["input_ids"].to(device),
         attention_mask=enc["attention_mask"].to(device),
         generation_config=config,
         tokenizer=tokenizer if config.stop_strings else None,
+        stopping_criteria=stopping,
     )
     new_tokens = out[:, enc["input_ids"].shape[1] :]  # (rows, new tokens)
     return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+
+class _RowsDone(StoppingCriteria):
+    """Stops each row once its own test holds for its new tokens decoded so far (as the caller
+    will decode them). A stopped row is not decoded again."""
+
+    def __init__(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        prompt_length: int,
+        checks: Sequence[Callable[[str], bool]],
+    ) -> None:
+        self.tokenizer, self.start, self.checks = tokenizer, prompt_length, checks
+        self.done = [False] * len(checks)
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        for row, check in enumerate(self.checks):
+            if not self.done[row]:
+                new = input_ids[row, self.start :]
+                self.done[row] = check(self.tokenizer.decode(new, skip_special_tokens=True))
+        return torch.tensor(self.done, device=input_ids.device)
 
 
 def _generation_config(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Iterator, Sequence
@@ -232,7 +233,13 @@ def _batches(
 
     if isinstance(model, VLLMModel):
         return iter_generate_vllm(model, prompts, sampling)
-    return iter_generate(model, tokenizer, prompts, sampling, cfg.batch_size)
+    finished = None  # a chat row stops once nothing more it generates can change its sample
+    if cfg.prompt_format == "chat":
+        finished = [
+            functools.partial(benchmark_for(p).answer_complete, problem=p, prompt_format="chat")
+            for p, _ in todo
+        ]
+    return iter_generate(model, tokenizer, prompts, sampling, cfg.batch_size, finished)
 
 
 def model_fingerprint(model: Any) -> str:

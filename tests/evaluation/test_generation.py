@@ -104,3 +104,17 @@ def test_sampling_follows_the_seed_and_the_temperature(tiny_llama, char_tokenize
     # Near zero temperature is greedy decoding; a high one spreads over many continuations.
     assert set(cold) == {greedy[0][1][0]}
     assert len(set(hot)) > len(hot) // 2
+
+
+def test_a_row_stops_once_its_own_test_holds(tiny_llama, char_tokenizer) -> None:
+    sampling = Sampling(max_new_tokens=24)
+    ((order, texts),) = iter_generate(tiny_llama, char_tokenizer, PROMPTS, sampling, batch_size=3)
+    full = dict(zip(order, texts, strict=True))
+    assert len(full[0]) > 5 and len(full[1]) > 9
+    # Row 0 stops after 5 characters, row 1 after its 9th, row 2 never: each is cut there alone.
+    finished = [lambda t: len(t) >= 5, lambda t: len(t) >= 9, lambda t: False]
+    ((order, texts),) = iter_generate(
+        tiny_llama, char_tokenizer, PROMPTS, sampling, batch_size=3, finished=finished
+    )
+    stopped = dict(zip(order, texts, strict=True))
+    assert [stopped[r] for r in range(3)] == [full[0][:5], full[1][:9], full[2]]

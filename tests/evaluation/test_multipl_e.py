@@ -229,3 +229,16 @@ def test_a_pipeline_on_a_benchmark_without_its_toolchain_stops_before_any_work(m
     cfg.eval.data_path = str(DATA)
     with pytest.raises(ConfigError, match="multipl_e_rs cannot be scored here: .*rustc"):
         validate(cfg, *stage_checks("pipeline"))
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_chat_answer_is_complete_once_its_defining_block_closes(lang) -> None:
+    bench = get_benchmark(f"multipl_e_{lang}")
+    problem = next(p for p in load_problems(bench.name, None, DATA) if p.task_id.endswith(ADD))
+    call = f"```{bench.language}\n{problem.entry_point};\n```"  # names it, defines nothing
+    raw = f"{call}\n```{bench.language}\n{CHAT_ANSWERS[lang]}```\nIt adds. Also:\n{call}\n"
+    end = raw.index("```", raw.index(CHAT_ANSWERS[lang])) + 3
+    complete = [n for n in range(len(raw) + 1) if bench.answer_complete(raw[:n], problem, "chat")]
+    assert complete == list(range(end, len(raw) + 1))
+    sample = bench.postprocess(raw, problem, "chat")
+    assert all(bench.postprocess(raw[:n], problem, "chat") == sample for n in complete)

@@ -1,7 +1,13 @@
 import pytest
 
 from distill.config import EvalConfig
-from distill.evaluation.benchmarks import Problem, load_humaneval, load_problems, mbpp_records
+from distill.evaluation.benchmarks import (
+    Problem,
+    benchmark_for,
+    load_humaneval,
+    load_problems,
+    mbpp_records,
+)
 from distill.evaluation.benchmarks.humaneval import STOP_SEQUENCES
 from distill.evaluation.benchmarks.mbpp import MBPP_SHOTS
 from distill.evaluation.code_text import (
@@ -218,3 +224,28 @@ def test_mbpp_reference_solutions_pass_through_both_formats() -> None:
 
 def test_postprocess_version_is_recorded_string() -> None:
     assert isinstance(POSTPROCESS_VERSION, str) and POSTPROCESS_VERSION == "3"
+
+
+def _first_complete(raw: str, problem: Problem) -> int | None:
+    """The shortest prefix length at which the benchmark says the answer is complete."""
+    bench = benchmark_for(problem)
+    return next(
+        (n for n in range(len(raw) + 1) if bench.answer_complete(raw[:n], problem, "chat")), None
+    )
+
+
+@pytest.mark.parametrize("index", [0, 2, 5])
+def test_a_chat_answer_is_complete_where_its_sample_is_decided(index) -> None:
+    problem = PROBLEMS[index]
+    code = problem.prompt + problem.canonical_solution
+    usage = f"```python\nprint({problem.entry_point}(1))\n```"
+    raw = f"First, a call:\n{usage}\nThen the code:\n```python\n{code}```\n\nWhy:\n{usage}\nDone."
+    end = raw.index("```", raw.index(code)) + 3  # the close of the block that defines it
+    assert _first_complete(raw, problem) == end
+    # From there on, whatever follows, the sample is the whole answer's.
+    sample = postprocess(raw, problem, "chat")
+    assert all(postprocess(raw[:n], problem, "chat") == sample for n in range(end, len(raw) + 1))
+    # An answer cut off inside its code, or with no block defining the function, never is.
+    assert _first_complete(raw[: end - 1], problem) is None
+    assert _first_complete(f"{usage}\n{usage}\nno code", problem) is None
+    assert not benchmark_for(problem).answer_complete(raw, problem, "completion")

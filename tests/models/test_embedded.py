@@ -176,5 +176,8 @@ def test_the_coder_teacher_solves_exactly_its_problems_through_the_whole_path(tm
     results = [json.loads(line) for line in (run_dir / "eval/teacher_results.jsonl").open()]
     passed = {r["task_id"]: r["passed"] for r in results}
     assert passed == {"HumanEval/0": True, "HumanEval/1": False, "HumanEval/2": True}
+    # Each answer stopped where its code block closed: the explanation after it is not generated.
+    samples = [json.loads(line) for line in (run_dir / "eval/teacher_samples.jsonl").open()]
+    assert all(s["raw"].endswith("```") for s in samples), [s["raw"][-80:] for s in samples]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["eval/humaneval/pass@1"] == pytest.approx(2 / 3)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from distill.errors import UserError
-from distill.evaluation.code_text import chat_prompt
+from distill.evaluation.code_text import chat_prompt, holds_defining_block
 from distill.evaluation.problem import Problem
 from distill.evaluation.sandbox_codec import encode_value
 from distill.evaluation.strict import StrictTests
@@ -116,6 +116,14 @@ class Benchmark:
     def postprocess(self, raw: str, problem: Problem, prompt_format: str) -> str:
         """The sample (see :attr:`sample_key`) from a raw generation."""
         raise NotImplementedError
+
+    def answer_complete(self, text: str, problem: Problem, prompt_format: str) -> bool:
+        """Whether a chat answer so far already decides :meth:`postprocess`'s sample, so that
+        generating further cannot change it (then the row stops; a chat model's explanation
+        after its code is most of its tokens). By default: a closed fenced block defining the
+        entry point in Python, the block that
+        :func:`~distill.evaluation.code_text.extract_code` takes."""
+        return prompt_format == "chat" and holds_defining_block(text, problem.entry_point)
 
     # -- running the code -------------------------------------------------------------------
     def program(self, problem: Problem, sample: str) -> str:

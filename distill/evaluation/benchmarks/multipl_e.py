@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.evaluation.benchmarks.base import Benchmark, register_benchmark
-from distill.evaluation.code_text import fenced_blocks, truncate_at_stop
+from distill.evaluation.code_text import closed_blocks, fenced_blocks, truncate_at_stop
 from distill.evaluation.problem import Problem
 from distill.evaluation.toolchains import TOOLCHAINS, Toolchain, missing
 
@@ -96,6 +96,12 @@ class MultiPLE(Benchmark):
         blocks = fenced_blocks(raw)
         code = next((b for b in blocks if _definition(b, problem.entry_point)), None)
         return self.chat_completion(code or (blocks or [raw])[0], problem.entry_point)
+
+    def answer_complete(self, text: str, problem: Problem, prompt_format: str) -> bool:
+        # postprocess takes the first block that defines the entry point: once one is closed
+        return prompt_format == "chat" and any(
+            _definition(block, problem.entry_point) for block in closed_blocks(text)
+        )
 
     def chat_completion(self, code: str, entry: str) -> str:
         """The completion a chat answer's code becomes (see the module docstring)."""
