@@ -436,10 +436,11 @@ SAMPLE_FILES = {
     "qwen_student_before_partial.jsonl": "untrained coder student, 20 problems",
     "smollm2_he_plus.jsonl": "SmolLM2-135M-Instruct, all 164",
     "canonical.jsonl": "canonical solutions, all 164",
+    "smollm2_mbpp_plus_100.jsonl": "SmolLM2-135M-Instruct, first 100 of MBPP+ (Mbpp/2-224)",
 }
 
 
-def evalplus_agreement() -> str:
+def evalplus_agreement(name: str = "evalplus/agreement.csv") -> str:
     rows = [
         [
             SAMPLE_FILES.get(r["samples"], r["samples"]),
@@ -448,12 +449,12 @@ def evalplus_agreement() -> str:
             f"{r['plus_pass_distill']} / {r['plus_pass_evalplus']}",
             f"{r['agree']} / {r['n']}",
         ]
-        for r in read("evalplus/agreement.csv")
+        for r in read(name)
         if r["kind"] == "samples of the file"
     ]
     head = ["samples", "n", "base pass (distill / evalplus)", "plus pass (distill / evalplus)"]
     head.append("verdicts agree")
-    return markdown(head, rows, "lrrrr") + "\n\n" + provenance("evalplus/agreement.csv")
+    return markdown(head, rows, "lrrrr") + "\n\n" + provenance(name)
 
 
 def evalplus_canonical() -> str:
@@ -494,7 +495,7 @@ def evalplus_best(name: str = "evalplus/speed/speed.csv") -> list[dict]:
     return out
 
 
-def evalplus_speed() -> str:
+def evalplus_speed(name: str = "evalplus/speed/speed.csv") -> str:
     rows = [
         [
             SAMPLE_FILES.get(b["samples"], b["samples"]),
@@ -502,10 +503,10 @@ def evalplus_speed() -> str:
             f"{b['theirs']:.1f} ({b['w_theirs']} workers)",
             f"{b['x']:.1f}x",
         ]
-        for b in evalplus_best()
+        for b in evalplus_best(name)
     ]
     head = ["samples", "distill, best (s)", "evalplus 0.3.1, best (s)", "speed-up"]
-    return markdown(head, rows, "lrrr") + "\n\n" + provenance("evalplus/speed/speed.csv")
+    return markdown(head, rows, "lrrr") + "\n\n" + provenance(name)
 
 
 # --- the overview --------------------------------------------------------------------------------
@@ -663,6 +664,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "evalplus_canonical": evalplus_canonical,
     "evalplus_agreement": evalplus_agreement,
     "evalplus_speed": evalplus_speed,
+    "evalplus_mbpp_plus_agreement": lambda: evalplus_agreement("evalplus/mbpp_plus/agreement.csv"),
+    "evalplus_mbpp_plus_speed": lambda: evalplus_speed("evalplus/mbpp_plus/speed.csv"),
     "overview": overview,
 }
 
