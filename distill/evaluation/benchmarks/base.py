@@ -120,8 +120,8 @@ class Benchmark:
     def answer_complete(self, text: str, problem: Problem, prompt_format: str) -> bool:
         """Whether a chat answer so far already decides :meth:`postprocess`'s sample, so that
         generating further cannot change it (then the row stops; a chat model's explanation
-        after its code is most of its tokens). By default: a closed fenced block defining the
-        entry point in Python, the block that
+        after its code is often a large share of its tokens). By default: a closed fenced block
+        defining the entry point in Python, the block that
         :func:`~distill.evaluation.code_text.extract_code` takes."""
         return prompt_format == "chat" and holds_defining_block(text, problem.entry_point)
 
