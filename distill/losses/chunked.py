@@ -326,6 +326,12 @@ def _sparse_rows(out: StepOutputs, rows: Tensor) -> SparseRows | None:
     sparse = out.teacher_sparse
     if sparse is None or out.teacher_logits is not None:
         return None
+    return take_sparse_rows(sparse, rows)
+
+
+def take_sparse_rows(sparse: Any, rows: Tensor) -> SparseRows:
+    """A (B, T, ...) cache batch's targets at the flat `rows` (from `scored_rows`), as the fused
+    pass takes them."""
 
     def take(t: Tensor) -> Tensor:
         return t.flatten(0, 1).index_select(0, rows)
