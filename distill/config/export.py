@@ -18,9 +18,10 @@ class ExportConfig:
     `run` is a train or pipeline run directory (its `adapters/`, and the student and data its
     `.hydra/config.yaml` records); or `adapters` is an adapters folder, merged into this config's
     `student`. `check` scores the merged model against the adapters on the base as trained (the
-    4-bit one) on `check_examples` held-out answers of the run's dataset. `gguf` adds GGUF files
-    (and an Ollama `Modelfile`), each checked against the merged model. Which source is given
-    is checked by the export stage (`distill/checks.py`): every stage composes this group.
+    4-bit one): held-out CE and next-token agreement on `check_examples` answers of the run's
+    dataset, and pass@1 on `check_problems` problems of the run's benchmark, greedy. `gguf` adds
+    GGUF files (and an Ollama `Modelfile`), each checked against the merged model. Which source
+    is given is checked by the export stage (`distill/checks.py`): every stage composes this group.
     """
 
     run: str | None = None
@@ -29,6 +30,9 @@ class ExportConfig:
     out: str | None = None  # null: <this export's run directory>/model
     check: bool = True
     check_examples: int = 16
+    check_problems: int = (
+        20  # pass@1 of both on the run's benchmark (at most its eval.limit); 0: off
+    )
     gguf: list[str] = field(default_factory=list)  # any of f16, q8_0: llama.cpp / Ollama files
 
     def __post_init__(self) -> None:
@@ -38,6 +42,7 @@ class ExportConfig:
             f"export.dtype={self.dtype!r}; allowed: {', '.join(EXPORT_DTYPES)}",
         )
         check.require(self.check_examples >= 1, "export.check_examples must be >= 1")
+        check.require(self.check_problems >= 0, "export.check_problems must be >= 0 (0: off)")
         unknown = sorted(set(self.gguf) - set(GGUF_TYPES))
         check.require(
             not unknown,

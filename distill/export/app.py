@@ -25,7 +25,10 @@ from omegaconf import DictConfig, OmegaConf
 from distill.data.batching.datamodule import DistillDataModule
 from distill.data.store import read_records
 from distill.errors import UserError
+from distill.evaluation.harness import evaluate_model, validate_eval_config
 from distill.evaluation.heldout import heldout_scores
+from distill.evaluation.samples import eval_files, read_jsonl
+from distill.evaluation.scoring import per_problem_pass
 from distill.export.card import model_card, read_report
 from distill.export.gguf import export_ggufs
 from distill.export.merge import merged_student, trained_student
@@ -67,7 +70,7 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     merged = merged_student(source.student, adapters, cfg.export.dtype)
     check = None
     if cfg.export.check:
-        check = merge_check(source, source_run, adapters, merged, tokenizer, cfg.export)
+        check = merge_check(source, source_run, adapters, merged, tokenizer, cfg.export, run_dir)
     merged.generation_config.pad_token_id = tokenizer.pad_token_id
     merged.generation_config.eos_token_id = tokenizer.eos_token_id
     merged.save_pretrained(partial, safe_serialization=True)
@@ -108,12 +111,30 @@ def merge_check(
     merged: Any,
     tokenizer: Any,
     export: DictConfig,
+    run_dir: Path,
 ) -> dict[str, Any] | None:
-    """The merged model against the adapters on the base as trained, on held-out answers:
-    each one's cross-entropy, and how often their next tokens agree."""
-    if source_run is None or not dataset_path(source, source_run).exists():
-        log.warning("export.check: no dataset beside the adapters; the merge is not checked")
-        return None
+    """The merged model against the adapters on the base as trained: each one's cross-entropy on
+    held-out answers and how often their next tokens agree, then (`export.check_problems`) each
+    one's pass@1 on the run's own benchmark."""
+    trained = trained_student(source.student, adapters)
+    check: dict[str, Any] = {}
+    if source_run is not None and dataset_path(source, source_run).exists():
+        check.update(heldout_check(source, source_run, trained, merged, tokenizer, export))
+    else:
+        log.warning("export.check: no dataset beside the adapters; held-out CE is not checked")
+    if export.check_problems:
+        check.update(pass_check(source, trained, merged, tokenizer, export, run_dir / "check"))
+    return check or None
+
+
+def heldout_check(
+    source: DictConfig,
+    source_run: Path,
+    trained: Any,
+    merged: Any,
+    tokenizer: Any,
+    export: DictConfig,
+) -> dict[str, Any]:
     data = DistillDataModule(
         dataset_path(source, source_run),
         tokenizer,
@@ -126,7 +147,6 @@ def merge_check(
     data.setup("fit")
     data.val_set = data.val_set[: export.check_examples]
     batches = list(data.val_dataloader())
-    trained = trained_student(source.student, adapters)
     as_trained = heldout_scores(trained, None, batches)
     exported = heldout_scores(merged, trained, batches)
     return {
@@ -137,16 +157,55 @@ def merge_check(
     }
 
 
+def pass_check(
+    source: DictConfig, trained: Any, merged: Any, tokenizer: Any, export: DictConfig, out: Path
+) -> dict[str, Any]:
+    """Both models on the problems the run scored (its `eval` benchmark and prompt format; the
+    first `export.check_problems` of them), greedy: pass@1 of each, and on how many problems the
+    verdicts and the generated text are the same (samples and results are kept under `out`)."""
+    limit = min(export.check_problems, source.eval.limit or export.check_problems)
+    ecfg = validate_eval_config(source.eval, limit=limit, num_samples=1, k=[1])
+    passed, raw = {}, {}
+    for label, model in (("adapters", trained), ("merged", merged)):
+        evaluate_model(model, tokenizer, ecfg, out, label)
+        files = eval_files(out, label, ecfg.benchmark)
+        passed[label] = per_problem_pass(read_jsonl(files.results))
+        raw[label] = {row["task_id"]: row["raw"] for row in read_jsonl(files.samples)}
+    tasks = sorted(passed["adapters"])
+    return {
+        "benchmark": ecfg.benchmark,
+        "problems": len(tasks),
+        "pass@1_adapters": sum(passed["adapters"].values()) / len(tasks),
+        "pass@1_merged": sum(passed["merged"].get(t, 0.0) for t in tasks) / len(tasks),
+        "same_verdicts": sum(passed["adapters"][t] == passed["merged"].get(t) for t in tasks),
+        "same_samples": sum(raw["adapters"][t] == raw["merged"].get(t) for t in tasks),
+    }
+
+
 def check_table(check: dict[str, Any]) -> str:
-    return "\n".join(
-        [
-            "| model | held-out CE (nats/token) | next-token agreement with the adapters |",
-            "|---|---|---|",
-            f"| adapters on the base as trained | {check['ce_adapters']:.4f} | - |",
-            f"| exported (merged) | {check['ce_merged']:.4f} | {check['top1_agreement']:.2%} |",
-            f"\n{check['tokens']} held-out answer tokens",
+    lines = [
+        "| model | held-out CE (nats/token) | next-token agreement | pass@1 |",
+        "|---|---|---|---|",
+    ]
+    ce = "ce_adapters" in check
+    score = "problems" in check
+    rows = (("adapters on the base as trained", "adapters"), ("exported (merged)", "merged"))
+    for name, key in rows:
+        cells = [
+            f"{check[f'ce_{key}']:.4f}" if ce else "-",
+            f"{check['top1_agreement']:.2%}" if ce and key == "merged" else "-",
+            f"{check[f'pass@1_{key}']:.1%}" if score else "-",
         ]
-    )
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines.append("")
+    if ce:
+        lines.append(f"{check['tokens']} held-out answer tokens")
+    if score:
+        lines.append(
+            f"{check['problems']} {check['benchmark']} problems (greedy): same verdict on "
+            f"{check['same_verdicts']}, same generated text on {check['same_samples']}"
+        )
+    return "\n".join(lines)
 
 
 def provenance(

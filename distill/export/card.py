@@ -135,11 +135,23 @@ def _eval_lines(metrics: Mapping[str, Any]) -> str:
 def _check_lines(check: Mapping[str, Any] | None) -> str:
     if not check:
         return "Not run (`export.check=false`, or no held-out data beside the run)."
-    return (
-        f"On {check['tokens']} held-out answer tokens: cross-entropy {check['ce_adapters']:.4f} "
-        f"(adapters on the base as trained) vs {check['ce_merged']:.4f} (this model); the two "
-        f"agree on the next token at {check['top1_agreement']:.2%} of positions."
-    )
+    lines = []
+    if "ce_merged" in check:
+        lines.append(
+            f"On {check['tokens']} held-out answer tokens: cross-entropy "
+            f"{check['ce_adapters']:.4f} (adapters on the base as trained) vs "
+            f"{check['ce_merged']:.4f} (this model); the two agree on the next token at "
+            f"{check['top1_agreement']:.2%} of positions."
+        )
+    if "problems" in check:
+        lines.append(
+            f"On {check['problems']} {check['benchmark']} problems, greedy: pass@1 "
+            f"{check['pass@1_adapters']:.1%} (adapters on the base as trained) vs "
+            f"{check['pass@1_merged']:.1%} (this model); the same verdict on "
+            f"{check['same_verdicts']} problems, the same generated text on "
+            f"{check['same_samples']}."
+        )
+    return "\n\n".join(lines)
 
 
 def read_report(run: Path) -> str | None:
