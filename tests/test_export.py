@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -263,3 +266,100 @@ def test_chat_runs_the_first_python_block_in_the_sandbox() -> None:
 def test_chat_names_a_model_folder_that_is_not_one(tmp_path) -> None:
     done = run(["chat", f"chat.model={tmp_path}", "chat.prompt=hi"], tmp_path)
     assert done.returncode == 2 and "with a config.json" in done.stderr + done.stdout
+
+
+GO_RENDER = """package main
+
+import (
+	"encoding/json"
+	"os"
+	"text/template"
+)
+
+func main() {
+	tmpl := template.Must(template.New("").Parse(os.Args[1]))
+	var data map[string]any
+	if err := json.Unmarshal([]byte(os.Args[2]), &data); err != nil {
+		panic(err)
+	}
+	if err := tmpl.Execute(os.Stdout, data); err != nil {
+		panic(err)
+	}
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def go_template(tmp_path_factory):
+    """Go's text/template (the engine Ollama renders Modelfile templates with) as a command."""
+    if shutil.which("go") is None:
+        pytest.skip("no Go toolchain (`make toolchains` installs golang-go)")
+    folder = tmp_path_factory.mktemp("go")
+    (folder / "main.go").write_text(GO_RENDER)
+    env = {**os.environ, "GOCACHE": str(folder / "cache"), "GOFLAGS": "", "GO111MODULE": "off"}
+    done = subprocess.run(
+        ["go", "build", "-o", "render", "main.go"], cwd=folder, env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    return folder / "render"
+
+
+def ollama_prompt(render: Path, modelfile_text: str, messages: list[dict]) -> str:
+    """The prompt Ollama builds for a chat request, as its server and template code do: the
+    Modelfile's SYSTEM goes first when the request has no system message; a template that reads
+    `.Messages` gets every message (system ones too) and `.System` (them joined); an older one
+    gets `.System` and `.Prompt` (one turn here)."""
+    template = re.search(r'TEMPLATE """(.*?)"""', modelfile_text, re.DOTALL).group(1)
+    system = re.search(r'SYSTEM """(.*?)"""', modelfile_text, re.DOTALL)
+    if system and messages[0]["role"] != "system":
+        messages = [{"role": "system", "content": system.group(1)}, *messages]
+    systems = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    data = {"System": systems, "Response": ""}
+    if ".Messages" in template:
+        data["Messages"] = [{"Role": m["role"], "Content": m["content"]} for m in messages]
+    else:
+        data["Prompt"] = next(m["content"] for m in messages if m["role"] == "user")
+    done = subprocess.run([str(render), template, json.dumps(data)], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    return done.stdout.decode()
+
+
+def chat_templates() -> dict[str, str]:
+    """ChatML without a system message of its own (the tiny models'), SmolLM2's real template
+    (it adds one), and the two instruction formats distill trains base models with."""
+    from distill.models import embedded
+    from distill.models.tiny import CHATML
+
+    templates = {"chatml": CHATML}
+    templates.update({name: PROMPT_FORMATS[name] for name in ("alpaca", "codellama_instruct")})
+    if not embedded.missing_packages("smollm2-135m-instruct"):
+        import gguf
+
+        reader = gguf.GGUFReader(embedded.gguf_path("smollm2-135m-instruct"))
+        templates["smollm2"] = reader.fields["tokenizer.chat_template"].contents()
+    return templates
+
+
+def test_ollama_builds_the_prompt_the_student_trained_with(go_template) -> None:
+    """Each format's Modelfile, rendered as Ollama renders it, against the chat template's own
+    rendering (Jinja, through transformers), with and without a system message; the BOS token
+    the Jinja template writes is llama.cpp's tokenizer's job under Ollama."""
+    from distill.export.ollama import default_system, modelfile
+    from distill.models.tiny import tiny_tokenizer
+
+    templates = chat_templates()
+    for name, chat_template in templates.items():
+        tokenizer = tiny_tokenizer()
+        tokenizer.chat_template = chat_template
+        system = default_system(tokenizer)
+        assert (system is not None) == (name == "smollm2"), name
+        text = modelfile("m.gguf", chat_template, "</s>", system)
+        for messages in (
+            [{"role": "user", "content": "Write add(a, b)."}],
+            [{"role": "system", "content": "Answer in Python."}, {"role": "user", "content": "Hi"}],
+        ):
+            expected = tokenizer.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False
+            )
+            expected = expected.removeprefix(tokenizer.bos_token or "")
+            assert ollama_prompt(go_template, text, messages) == expected, (name, messages)

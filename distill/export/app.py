@@ -32,7 +32,7 @@ from distill.evaluation.scoring import per_problem_pass
 from distill.export.card import model_card, read_report
 from distill.export.gguf import export_ggufs
 from distill.export.merge import merged_student, trained_student
-from distill.export.ollama import modelfile
+from distill.export.ollama import default_system, modelfile
 from distill.models.cache import file_sha256
 from distill.runs import adapters_dir, dataset_path, update_metrics
 
@@ -79,7 +79,8 @@ def run_export(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if cfg.export.gguf:
         gguf = export_ggufs(partial, list(cfg.export.gguf), str(source.student.name))
         first = gguf.get("q8_0", next(iter(gguf.values())))["file"]
-        text = modelfile(first, tokenizer.chat_template, str(tokenizer.eos_token))
+        system = default_system(tokenizer)
+        text = modelfile(first, tokenizer.chat_template, str(tokenizer.eos_token), system)
         (partial / "Modelfile").write_text(text)
     record = provenance(cfg, source, adapters, source_run, check)
     record["gguf"] = gguf
