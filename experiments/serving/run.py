@@ -136,6 +136,7 @@ def main() -> None:
     if args.table:
         print(table(json.loads((HERE / "results.json").read_text())))
         return
+    meta = provenance(sys.argv, peers=["transformers", "gguf"])  # the code the run starts with
     run = args.run_dir.resolve()
     source = OmegaConf.load(run / ".hydra" / "config.yaml")
     bench = source.eval.benchmark
@@ -149,11 +150,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     seconds = {}
     export = work / "export"
-    seconds["export"] = distill(
-        ["export", f"export.run={run}", "export.gguf=[f16,q8_0]", f"hydra.run.dir={export}"],
-        work / "export.log",
-    )
+    if (export / "model" / "export.json").is_file():  # a rerun in the same --work: kept
+        print(f"reusing the export in {export}; evaluations resume where they stopped")
+    else:
+        seconds["export"] = distill(
+            ["export", f"export.run={run}", "export.gguf=[f16,q8_0]", f"hydra.run.dir={export}"],
+            work / "export.log",
+        )
     metrics = json.loads((export / "metrics.json").read_text())
+    seconds.setdefault("export", metrics["export/seconds"])
     model = export / "model"
     seconds["eval_exported"] = distill(
         ["eval", f"eval.model={model}", *same_problems, f"hydra.run.dir={work / 'exported'}"],
@@ -193,12 +198,13 @@ def main() -> None:
         rows[name] = scored(work / key / "eval", "teacher", bench)
     reference = rows["exported folder (bf16, distill eval eval.model=<folder>)"]
     record = {
-        **provenance(sys.argv, peers=["transformers", "gguf"]),
+        **meta,
         "servers": {
             "llama-cpp-python": package_version(args.llama_python, "llama_cpp"),
             "vllm": package_version(args.vllm_python, "vllm") if args.vllm_python else None,
         },
         "source_run": run.name,
+        "export_commit": json.loads((model / "export.json").read_text())["distill_commit"],
         "dtype": metrics.get("export/dtype"),
         "benchmark": bench,
         "problems": len(reference["verdicts"]),
