@@ -30,9 +30,8 @@ class ExportConfig:
     out: str | None = None  # null: <this export's run directory>/model
     check: bool = True
     check_examples: int = 16
-    check_problems: int = (
-        20  # pass@1 of both on the run's benchmark (at most its eval.limit); 0: off
-    )
+    # pass@1 of both on the run's benchmark (at most its eval.limit); 0: off
+    check_problems: int = 20
     gguf: list[str] = field(default_factory=list)  # any of f16, q8_0: llama.cpp / Ollama files
 
     def __post_init__(self) -> None:
