@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import PreTrainedTokenizerFast
@@ -198,16 +199,45 @@ CODELLAMA_PIECES = [
 CODELLAMA_VOCAB = 32016
 
 
+def sentencepiece_llama_tokenizer(tokenizer_model: Path) -> Any:
+    """Llama 2's SentencePiece BPE `tokenizer_model` as a fast `LlamaTokenizer` that splits text
+    as SentencePiece does: merges ranked by the pieces' scores. (transformers 5 converts such a
+    file ranking merges by piece id, which puts the whitespace pieces `▁▁`, `▁▁▁▁`, ... first: it
+    split every one of the 164 HumanEval+ solutions unlike SentencePiece, indentation as `▁▁▁▁`
+    then `return` where CodeLlama was trained on `▁▁▁` then `▁return`.) BOS added, no chat
+    template, no pad token, as Llama ships it. Save it with `legacy: true` in its
+    tokenizer_config.json: transformers 5 does not write it and loads legacy=False."""
+    import sentencepiece
+    from transformers import LlamaTokenizer
+    from transformers.tokenization_utils_base import generate_merges
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(tokenizer_model))
+    pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    vocab = {piece: i for i, piece in enumerate(pieces)}
+    scores = {piece: sp.get_score(i) for i, piece in enumerate(pieces)}
+    return LlamaTokenizer(
+        vocab=vocab,
+        merges=generate_merges(vocab, scores),
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        add_bos_token=True,
+        # SentencePiece's dummy prefix after special tokens too: `<s>[INST]` is `<s>`, `▁[`, as
+        # Meta's Llama 2 code splits it (legacy=False would give `[`)
+        legacy=True,
+    )
+
+
 def codellama_model_dir(
     tokenizer_model: Path, infilling: bool = True, seed: int = 0, hidden_size: int = 64
 ) -> Path:
     """A cached folder with a CodeLlama-shaped tokenizer and a tiny random Llama to match.
 
     The tokenizer is Llama 2's SentencePiece `tokenizer_model` (e.g. shared/data/llama2_tokenizer)
-    plus CodeLlama's 16 infilling pieces: vocabulary 32,016, BOS `<s>` added, no chat template,
-    no pad token, as `codellama/CodeLlama-7b-hf` ships it; with `infilling=False`, Llama 2's own
-    32,000 (a Llama-2-family teacher). Loading the SentencePiece file needs the `sentencepiece`
-    and `protobuf` packages.
+    read by :func:`sentencepiece_llama_tokenizer`, plus CodeLlama's 16 infilling pieces:
+    vocabulary 32,016, BOS `<s>` added, no chat template, no pad token, as
+    `codellama/CodeLlama-7b-hf` ships it; with `infilling=False`, Llama 2's own 32,000 (a
+    Llama-2-family teacher). Reading the SentencePiece file needs the `sentencepiece` package.
 
     Args:
         seed: torch seed of the random weights (a "teacher" differs from the "student").
@@ -215,34 +245,21 @@ def codellama_model_dir(
     vocab = CODELLAMA_VOCAB if infilling else CODELLAMA_VOCAB - len(CODELLAMA_PIECES)
     import hashlib
     import json
-    import shutil
-
-    from transformers import AutoTokenizer
 
     digest = hashlib.sha256(Path(tokenizer_model).read_bytes()).hexdigest()[:12]
 
     def build(out: Path) -> None:
-        source = out / "sentencepiece"
-        source.mkdir(parents=True)
-        shutil.copy(tokenizer_model, source / "tokenizer.model")
-        settings = {
-            "tokenizer_class": "LlamaTokenizer",
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "unk_token": "<unk>",
-            "add_bos_token": True,
-            "legacy": False,
-        }
-        (source / "tokenizer_config.json").write_text(json.dumps(settings))
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = sentencepiece_llama_tokenizer(Path(tokenizer_model))
         if infilling:
             tokenizer.add_tokens(CODELLAMA_PIECES)
         if len(tokenizer) != vocab:
             raise ValueError(f"{tokenizer_model}: {len(tokenizer)} pieces, not {vocab}")
-        shutil.rmtree(source)
         tokenizer.save_pretrained(out)
+        settings = json.loads((out / "tokenizer_config.json").read_text())
+        settings["legacy"] = True  # not saved by transformers 5; loading would take legacy=False
+        (out / "tokenizer_config.json").write_text(json.dumps(settings, indent=2))
         # CodeLlama's special ids and untied head; no pad token
         overrides = {"eos_token_id": 2, "pad_token_id": None, "tie_word_embeddings": False}
         tiny_llama(2, seed, hidden_size, vocab_size=vocab, **overrides).save_pretrained(out)
 
-    return build_once(f"tiny-llama{vocab}-{digest}-s{seed}-h{hidden_size}-v1", build)
+    return build_once(f"tiny-llama{vocab}-{digest}-s{seed}-h{hidden_size}-v5", build)

@@ -60,15 +60,32 @@ def layout(example: dict, tokenizer) -> tuple[list[str], list[str]]:
     return tokens[:start], tokens[start:]
 
 
+def test_the_tokenizer_splits_code_as_sentencepiece_does(base):
+    """CodeLlama was trained on SentencePiece's split of indented code (`▁▁▁` then
+    `▁return`). transformers 5's own conversion of the file ranks merges by id and splits
+    every HumanEval+ solution differently (`▁▁▁▁` then `return`)."""
+    import sentencepiece
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(LLAMA2))
+    problems = load_problems("humaneval", limit=40)
+    for problem in problems:
+        text = problem.prompt + problem.canonical_solution
+        assert base(text, add_special_tokens=False).input_ids == sp.encode(text), problem.task_id
+    assert base("def f():\n    return x").input_ids == [1, *sp.encode("def f():\n    return x")]
+    # the dummy prefix after a special token, as Meta's Llama 2 code encodes `[INST]` after BOS
+    inst = "[INST] Write add. [/INST]"
+    assert base(f"<s>{inst}", add_special_tokens=False).input_ids == [1, *sp.encode(inst)]
+
+
 def test_alpaca_writes_bos_once_masks_the_prompt_and_trains_the_eos(model_dir):
     tokenizer = load_student_tokenizer(student(model_dir, "alpaca"))  # the training path
     example = encode(RECORD, tokenizer, max_length=256)
     prompt, answer = layout(example, tokenizer)
-    assert prompt[:3] == ["<s>", "Bel", "ow"] and prompt.count("<s>") == 1
+    assert prompt[:3] == ["<s>", "▁Below", "▁is"] and prompt.count("<s>") == 1
     assert prompt[-4:] == ["#", "▁Response", ":", "<0x0A>"]
     # the answer continues the prompt as the model generates it: "def", not "▁def"
     assert answer == [
-        "def", "▁add", "(", "a", ",", "▁b", "):", "<0x0A>", "▁▁▁▁", "return", "▁a", "▁+", "▁b",
+        "def", "▁add", "(", "a", ",", "▁b", "):", "<0x0A>", "▁▁▁", "▁return", "▁a", "▁+", "▁b",
         "</s>",
     ]  # fmt: skip
     assert max(example["input_ids"]) < 32000  # no infilling piece in a chat rendering
@@ -87,7 +104,7 @@ def test_codellama_instruct_is_the_inst_format(base):
     assert prompt_text == "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nWrite add. [/INST]"
     example = encode(record, tokenizer, max_length=256)
     prompt, answer = layout(example, tokenizer)
-    assert prompt[:4] == ["<s>", "[", "INST", "]"] and prompt.count("<s>") == 1
+    assert prompt[:4] == ["<s>", "▁[", "INST", "]"] and prompt.count("<s>") == 1
     assert prompt[-4:] == ["▁[", "/", "INST", "]"]
     assert answer[:2] == ["▁def", "▁add"] and answer[-2:] == ["▁b", "</s>"]
 
