@@ -395,3 +395,37 @@ def test_gguf_names_the_pre_tokenizer_llama_cpp_must_split_text_with() -> None:
     )
     assert llama_cpp_pre(bpe(other)) is None
     assert llama_cpp_pre(tiny_tokenizer()) is None
+
+
+LLAMA2 = Path(__file__).resolve().parents[2] / "shared/data/llama2_tokenizer/tokenizer.model"
+
+
+@pytest.mark.skipif(not LLAMA2.exists(), reason=f"{LLAMA2} is missing (shared data)")
+def test_a_codellama_gguf_carries_its_sentencepiece_tokenizer(tmp_path) -> None:
+    """CodeLlama's vocabulary is SentencePiece BPE (`▁` for spaces, byte fallback): the GGUF names
+    it `llama` with scores that order merges as the tokenizer does, not byte-level `gpt2` merges.
+    Read back by transformers' GGUF reader, it splits every HumanEval+ solution as the exported
+    folder's tokenizer does (llama.cpp's own check: experiments/serving/codellama_tokenizer.json)."""
+    import gguf
+
+    from distill.evaluation.benchmarks import load_problems
+    from distill.export.gguf import write_gguf
+    from distill.testing import codellama_model_dir
+
+    pytest.importorskip("sentencepiece", reason="building the tokenizer needs sentencepiece")
+    folder = codellama_model_dir(LLAMA2)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    write_gguf(model, tokenizer, tmp_path / "cl-f16.gguf", "f16")
+
+    fields = gguf.GGUFReader(tmp_path / "cl-f16.gguf").fields
+    assert bytes(fields["tokenizer.ggml.model"].parts[-1]).decode() == "llama"
+    assert bool(fields["tokenizer.ggml.add_bos_token"].parts[-1][0])
+    types = fields["tokenizer.ggml.token_type"]
+    kinds = [int(types.parts[i][0]) for i in types.data]
+    assert kinds[0] == gguf.TokenType.UNKNOWN and kinds[1] == gguf.TokenType.CONTROL
+    assert kinds[3:259] == [gguf.TokenType.BYTE] * 256  # <0x00> .. <0xFF>
+    read = AutoTokenizer.from_pretrained(tmp_path, gguf_file="cl-f16.gguf")
+    for problem in load_problems("humaneval"):
+        text = problem.prompt + problem.canonical_solution
+        assert read(text).input_ids == tokenizer(text).input_ids, problem.task_id

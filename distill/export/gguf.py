@@ -4,7 +4,9 @@ Two architectures, the students distill trains: Llama (CodeLlama, SmolLM2) and Q
 (Qwen2.5-Coder). Tensor names come from the `gguf` package's own map; Llama's query and key
 projections are permuted into llama.cpp's rotary layout (as its converter does); norms and
 biases stay float32, matrices are stored as the asked type. The tokenizer goes in as llama.cpp
-reads a byte-level BPE one (tokens, types, merges, special ids, chat template). Each file is
+reads it: SentencePiece-style BPE (Llama's byte-fallback vocabulary: tokens, scores that order
+merges as the tokenizer does, types) or byte-level BPE (tokens, types, merges, the pre-tokenizer's
+name), with special ids, BOS/EOS flags and the chat template. Each file is
 checked by loading it back with transformers (which undoes the permutation) and comparing
 next-token logits with the folder's model (:func:`check_gguf`).
 """
@@ -152,13 +154,57 @@ def llama_cpp_pre(tokenizer: Any) -> str | None:
 
 
 def _write_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
-    """The tokenizer as llama.cpp's byte-level BPE ("gpt2"); ids past the tokenizer's own
-    vocabulary (a padded embedding) become unused placeholder tokens."""
+    """The tokenizer as llama.cpp reads it: SentencePiece-style BPE ("llama": CodeLlama) or
+    byte-level BPE ("gpt2": Qwen2, SmolLM2); ids past the tokenizer's own vocabulary (a padded
+    embedding) become unused placeholder tokens."""
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+    sentencepiece = model.get("type") == "BPE" and bool(model.get("byte_fallback"))
+    tokens, types = _token_list(tokenizer, vocab_size, sentencepiece)
+    if sentencepiece:
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list(tokens)
+        writer.add_token_scores(_merge_scores(tokens, merges))
+    else:
+        writer.add_tokenizer_model("gpt2")
+        pre = llama_cpp_pre(tokenizer)
+        if pre is None:
+            log.warning(
+                "the student's pre-tokenizer has no llama.cpp name here: llama.cpp will split "
+                "text with its default, unlike the student's tokenizer (see distill/export/gguf.py)"
+            )
+        else:
+            writer.add_tokenizer_pre(pre)
+        writer.add_token_list(tokens)
+        if merges:
+            writer.add_token_merges(merges)
+    writer.add_token_types(types)
+    for key, value in (
+        ("bos", tokenizer.bos_token_id),
+        ("eos", tokenizer.eos_token_id),
+        ("unk", tokenizer.unk_token_id),
+        ("pad", tokenizer.pad_token_id),
+    ):
+        if value is not None:
+            getattr(writer, f"add_{key}_token_id")(value)
+    # whether llama.cpp prepends BOS / appends EOS, as the tokenizer does (its defaults differ)
+    bos, eos, ids = tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer("a").input_ids
+    writer.add_add_bos_token(bos is not None and ids[0] == bos)
+    writer.add_add_eos_token(eos is not None and ids[-1] == eos)
+    if tokenizer.chat_template:
+        writer.add_chat_template(tokenizer.chat_template)
+
+
+def _token_list(tokenizer: Any, vocab_size: int, sentencepiece: bool) -> tuple[list[str], list]:
+    """Every id's token text and llama.cpp type (control, user-defined, byte, unknown, normal)."""
+    import re
+
     import gguf
 
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
-    special = set(tokenizer.all_special_ids)
-    added = {i for i in tokenizer.added_tokens_decoder}
+    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    added = set(tokenizer.added_tokens_decoder)
+    byte = re.compile(r"<0x[0-9A-F]{2}>")
     tokens, types = [], []
     for i in range(vocab_size):
         if i not in by_id:
@@ -166,35 +212,32 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
             types.append(gguf.TokenType.UNUSED)
             continue
         tokens.append(by_id[i])
-        if i in special:
+        if i == tokenizer.unk_token_id and sentencepiece:
+            types.append(gguf.TokenType.UNKNOWN)
+        elif i in special:
             types.append(gguf.TokenType.CONTROL)
         elif i in added:
             types.append(gguf.TokenType.USER_DEFINED)
+        elif sentencepiece and byte.fullmatch(by_id[i]):
+            types.append(gguf.TokenType.BYTE)
         else:
             types.append(gguf.TokenType.NORMAL)
-    writer.add_tokenizer_model("gpt2")
-    pre = llama_cpp_pre(tokenizer)
-    if pre is None:
-        log.warning(
-            "the student's pre-tokenizer has no llama.cpp name here: llama.cpp will split text "
-            "with its default, unlike the student's tokenizer (see distill/export/gguf.py)"
-        )
-    else:
-        writer.add_tokenizer_pre(pre)
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
-    merges = json.loads(tokenizer.backend_tokenizer.to_str())["model"].get("merges") or []
-    if merges:
-        writer.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
-    for key, value in (
-        ("bos", tokenizer.bos_token_id),
-        ("eos", tokenizer.eos_token_id),
-        ("pad", tokenizer.pad_token_id),
-    ):
-        if value is not None:
-            getattr(writer, f"add_{key}_token_id")(value)
-    if tokenizer.chat_template:
-        writer.add_chat_template(tokenizer.chat_template)
+    return tokens, types
+
+
+# llama.cpp's SentencePiece tokenizer merges, of all adjacent pairs, the one whose joined text is
+# the token of highest score: the score of a token made by the tokenizer's merge of rank r is -r,
+# so llama.cpp merges in the tokenizer's own order. Tokens no merge makes (characters, bytes,
+# specials) score lowest.
+NOT_MERGED = -1e9
+
+
+def _merge_scores(tokens: list[str], merges: list[str]) -> list[float]:
+    rank: dict[str, int] = {}
+    for r, merge in enumerate(merges):
+        left, right = merge.split(" ")
+        rank.setdefault(left + right, r)
+    return [-float(rank[t]) if t in rank else NOT_MERGED for t in tokens]
 
 
 def _rotary_permute(weights: np.ndarray, heads: int) -> np.ndarray:
