@@ -14,11 +14,13 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from provenance import cpu_model  # noqa: E402
 
 
 def save(run_dir: Path, name: str, command: str, wall_minutes: float, note: str) -> Path:
@@ -30,7 +32,8 @@ def save(run_dir: Path, name: str, command: str, wall_minutes: float, note: str)
         "command": command,
         "commit": commit,
         "date": datetime.date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU",
+        # the CPU decides the run's dtype (bf16 only where native) and much of its time
+        "machine": f"{cpu_model()}, {len(os.sched_getaffinity(0))} CPU cores, no GPU",
         "note": note,
         "wall_minutes": wall_minutes,
         "report": (run_dir / "report.md").read_text(),
