@@ -23,11 +23,17 @@ sys.path.insert(0, str(HERE.parent))
 from provenance import cpu_model  # noqa: E402
 
 
-def save(run_dir: Path, name: str, command: str, wall_minutes: float, note: str) -> Path:
+def save(
+    run_dir: Path, name: str, command: str, wall_minutes: float, note: str, commit: str | None
+) -> Path:
+    """`commit`: the one the run ran on (a fresh clone's), default this checkout's HEAD."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-    ).stdout.strip()
+    commit = (
+        commit
+        or subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     record = {
         "command": command,
         "commit": commit,
@@ -61,11 +67,14 @@ def main() -> None:
     s.add_argument("--command", required=True)
     s.add_argument("--wall-minutes", type=float, required=True)
     s.add_argument("--note", default="")
+    s.add_argument("--commit", help="the commit the run ran on (default: HEAD)")
     t = sub.add_parser("table")
     t.add_argument("name")
     args = parser.parse_args()
     if args.action == "save":
-        print(save(args.run_dir, args.name, args.command, args.wall_minutes, args.note))
+        print(
+            save(args.run_dir, args.name, args.command, args.wall_minutes, args.note, args.commit)
+        )
     else:
         print(table(args.name))
 
