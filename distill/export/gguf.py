@@ -158,7 +158,8 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
     byte-level BPE ("gpt2": Qwen2, SmolLM2); ids past the tokenizer's own vocabulary (a padded
     embedding) become unused placeholder tokens."""
     model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
+    # (left, right) pairs, in rank order; older tokenizer.json files write "left right"
+    merges = [m.split(" ", 1) if isinstance(m, str) else m for m in model.get("merges") or []]
     sentencepiece = model.get("type") == "BPE" and bool(model.get("byte_fallback"))
     tokens, types = _token_list(tokenizer, vocab_size, sentencepiece)
     if sentencepiece:
@@ -177,7 +178,7 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
             writer.add_tokenizer_pre(pre)
         writer.add_token_list(tokens)
         if merges:
-            writer.add_token_merges(merges)
+            writer.add_token_merges([f"{left} {right}" for left, right in merges])
     writer.add_token_types(types)
     for key, value in (
         ("bos", tokenizer.bos_token_id),
@@ -202,7 +203,7 @@ def _token_list(tokenizer: Any, vocab_size: int, sentencepiece: bool) -> tuple[l
     import gguf
 
     by_id = {i: t for t, i in tokenizer.get_vocab().items()}
-    special = set(tokenizer.all_special_ids) - {tokenizer.unk_token_id}
+    special = set(tokenizer.all_special_ids)
     added = set(tokenizer.added_tokens_decoder)
     byte = re.compile(r"<0x[0-9A-F]{2}>")
     tokens, types = [], []
@@ -232,10 +233,9 @@ def _token_list(tokenizer: Any, vocab_size: int, sentencepiece: bool) -> tuple[l
 NOT_MERGED = -1e9
 
 
-def _merge_scores(tokens: list[str], merges: list[str]) -> list[float]:
+def _merge_scores(tokens: list[str], merges: list[list[str]]) -> list[float]:
     rank: dict[str, int] = {}
-    for r, merge in enumerate(merges):
-        left, right = merge.split(" ")
+    for r, (left, right) in enumerate(merges):
         rank.setdefault(left + right, r)
     return [-float(rank[t]) if t in rank else NOT_MERGED for t in tokens]
 
