@@ -401,11 +401,11 @@ LLAMA2 = Path(__file__).resolve().parents[2] / "shared/data/llama2_tokenizer/tok
 
 
 @pytest.mark.skipif(not LLAMA2.exists(), reason=f"{LLAMA2} is missing (shared data)")
-def test_a_codellama_gguf_carries_its_sentencepiece_tokenizer(tmp_path) -> None:
+def test_a_codellama_gguf_carries_its_sentencepiece_tokenizer(tmp_path, caplog) -> None:
     """CodeLlama's vocabulary is SentencePiece BPE (`▁` for spaces, byte fallback): the GGUF names
     it `llama` with scores that order merges as the tokenizer does, not byte-level `gpt2` merges.
     Read back by transformers' GGUF reader, it splits every HumanEval+ solution as the exported
-    folder's tokenizer does (llama.cpp's own check: experiments/serving/codellama_tokenizer.json)."""
+    folder's tokenizer does (llama.cpp's own check: experiments/serving/tokenizer_check.json)."""
     import gguf
 
     from distill.evaluation.benchmarks import load_problems
@@ -429,3 +429,9 @@ def test_a_codellama_gguf_carries_its_sentencepiece_tokenizer(tmp_path) -> None:
     for problem in load_problems("humaneval"):
         text = problem.prompt + problem.canonical_solution
         assert read(text).input_ids == tokenizer(text).input_ids, problem.task_id
+    # llama.cpp puts `▁` after a special token as SentencePiece does; a legacy=False tokenizer
+    # does not, and exporting it says so
+    assert "split differently" not in caplog.text
+    modern = AutoTokenizer.from_pretrained(folder, legacy=False)
+    write_gguf(model, modern, tmp_path / "modern-f16.gguf", "f16")
+    assert "split differently there than in training" in caplog.text

@@ -163,6 +163,13 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
     sentencepiece = model.get("type") == "BPE" and bool(model.get("byte_fallback"))
     tokens, types = _token_list(tokenizer, vocab_size, sentencepiece)
     if sentencepiece:
+        pre = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
+        if pre.get("prepend_scheme") == "first":
+            log.warning(
+                "the student's tokenizer (legacy=False) adds no `▁` to text after a special "
+                "token; llama.cpp does, as SentencePiece does: such prompts (`<s>[INST]`) split "
+                "differently there than in training"
+            )
         writer.add_tokenizer_model("llama")
         writer.add_token_list(tokens)
         writer.add_token_scores(_merge_scores(tokens, merges))
