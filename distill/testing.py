@@ -205,8 +205,10 @@ def sentencepiece_llama_tokenizer(tokenizer_model: Path) -> Any:
     file ranking merges by piece id, which puts the whitespace pieces `▁▁`, `▁▁▁▁`, ... first: it
     split every one of the 164 HumanEval+ solutions unlike SentencePiece, indentation as `▁▁▁▁`
     then `return` where CodeLlama was trained on `▁▁▁` then `▁return`.) BOS added, no chat
-    template, no pad token, as Llama ships it. Save it with `legacy: true` in its
-    tokenizer_config.json: transformers 5 does not write it and loads legacy=False."""
+    template, no pad token, as Llama ships it. Text right after a special token gets no `▁`
+    (`<s>[INST]` is `<s>`, `[`), as transformers 5 loads CodeLlama's own tokenizer
+    (`CodeLlamaTokenizer`, Metaspace `prepend_scheme="first"`); SentencePiece and llama.cpp
+    would write `▁[`."""
     import sentencepiece
     from transformers import LlamaTokenizer
     from transformers.tokenization_utils_base import generate_merges
@@ -222,9 +224,6 @@ def sentencepiece_llama_tokenizer(tokenizer_model: Path) -> Any:
         eos_token="</s>",
         unk_token="<unk>",
         add_bos_token=True,
-        # SentencePiece's dummy prefix after special tokens too: `<s>[INST]` is `<s>`, `▁[`, as
-        # Meta's Llama 2 code splits it (legacy=False would give `[`)
-        legacy=True,
     )
 
 
@@ -244,7 +243,6 @@ def codellama_model_dir(
     """
     vocab = CODELLAMA_VOCAB if infilling else CODELLAMA_VOCAB - len(CODELLAMA_PIECES)
     import hashlib
-    import json
 
     digest = hashlib.sha256(Path(tokenizer_model).read_bytes()).hexdigest()[:12]
 
@@ -255,11 +253,8 @@ def codellama_model_dir(
         if len(tokenizer) != vocab:
             raise ValueError(f"{tokenizer_model}: {len(tokenizer)} pieces, not {vocab}")
         tokenizer.save_pretrained(out)
-        settings = json.loads((out / "tokenizer_config.json").read_text())
-        settings["legacy"] = True  # not saved by transformers 5; loading would take legacy=False
-        (out / "tokenizer_config.json").write_text(json.dumps(settings, indent=2))
         # CodeLlama's special ids and untied head; no pad token
         overrides = {"eos_token_id": 2, "pad_token_id": None, "tie_word_embeddings": False}
         tiny_llama(2, seed, hidden_size, vocab_size=vocab, **overrides).save_pretrained(out)
 
-    return build_once(f"tiny-llama{vocab}-{digest}-s{seed}-h{hidden_size}-v5", build)
+    return build_once(f"tiny-llama{vocab}-{digest}-s{seed}-h{hidden_size}-v6", build)
