@@ -19,6 +19,7 @@ texts split alike, and the first differences).
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import subprocess
 import sys
@@ -58,6 +59,12 @@ def texts(tokenizer) -> dict[str, list[str]]:
     }
 
 
+def unmatched(a: list[int], b: list[int]) -> int:
+    """Tokens of `b` outside the blocks it shares with `a`."""
+    blocks = difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks()
+    return len(b) - sum(block.size for block in blocks)
+
+
 def compare(name: str, folder: Path, python: str, work: Path, prompt_format: str | None) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if prompt_format:
@@ -79,6 +86,9 @@ def compare(name: str, folder: Path, python: str, work: Path, prompt_format: str
         result[kind] = {
             "texts": len(batch),
             "alike": len(batch) - len(differ),
+            # over all texts: tokens outside the longest common runs of the two splits
+            "tokens": sum(len(b) for b in ours),
+            "tokens_different": sum(unmatched(theirs[i], ours[i]) for i in differ),
             "first_differences": [
                 {
                     "text": batch[i][:120],
@@ -88,7 +98,8 @@ def compare(name: str, folder: Path, python: str, work: Path, prompt_format: str
                 for i in differ[:3]
             ],
         }
-        print(f"{name} {kind}: {len(batch) - len(differ)}/{len(batch)} split alike")
+        alike, different = result[kind]["alike"], result[kind]["tokens_different"]
+        print(f"{name} {kind}: {alike}/{len(batch)} split alike, {different} tokens differ")
     return result
 
 
