@@ -41,6 +41,10 @@ class OpenAICompatibleConfig(TeacherConfig):
     max_concurrency: int = 8
     timeout_s: float = 600.0
     temperature: float = 0.0  # greedy by default: the same prompt gives the same answer
+    # the server's own sampling fields, sent with every request (`+teacher.extra_body.top_k=1`):
+    # llama.cpp's Python server applies repeat_penalty 1.1 unless told 1.0, so temperature 0
+    # alone is not greedy there (experiments/serving)
+    extra_body: dict[str, Any] = field(default_factory=dict)
     retry: RetryConfig = field(default_factory=lambda: RetryConfig(max_attempts=4))
 
     def __post_init__(self) -> None:
@@ -98,6 +102,7 @@ class OpenAICompatibleTeacher:
             "model": self.cfg.model,
             "temperature": self.cfg.temperature,
             "max_tokens": max_tokens or self.max_tokens,
+            **dict(self.cfg.extra_body),
         }
 
     def answer(self, requests: list[Request], journal: Journal) -> Iterator[tuple[str, Any]]:
@@ -121,6 +126,7 @@ class OpenAICompatibleTeacher:
     def _ask(self, http: httpx.Client, request: Request) -> Answer | Failure:
         """One request, retried while the error is one that passes."""
         body = {
+            **dict(self.cfg.extra_body),
             "model": self.cfg.model,
             "messages": request.messages,
             "max_tokens": request.max_tokens,

@@ -92,6 +92,11 @@ def server(command: list[str], port: int, log: Path):
         process.wait(timeout=120)
 
 
+# llama-cpp-python's server penalises repeated tokens (repeat_penalty 1.1) unless a request says
+# otherwise, so temperature 0 alone is not greedy decoding there; vLLM's default is 1.0
+GREEDY = ["+teacher.extra_body.repeat_penalty=1.0"]
+
+
 def llama_cpp_command(python: str, gguf: Path, name: str, port: int) -> list[str]:
     """`llama-server -m <gguf> --jinja`, as llama-cpp-python's server runs it."""
     return [
@@ -175,11 +180,13 @@ def main() -> None:
     servers = []
     for kind, measured in json.loads((model / "export.json").read_text())["gguf"].items():
         name = f"{kind} GGUF served by llama.cpp (llama-cpp-python's server)"
-        servers.append((name, kind, llama_cpp_command, args.llama_python, model / measured["file"]))
+        servers.append(
+            (name, kind, llama_cpp_command, args.llama_python, model / measured["file"], GREEDY)
+        )
     if args.vllm_python:
         name = "exported folder served by vLLM (its CPU build, bf16)"
-        servers.append((name, "vllm", vllm_command, args.vllm_python, model))
-    for name, key, command, python, weights in servers:
+        servers.append((name, "vllm", vllm_command, args.vllm_python, model, []))
+    for name, key, command, python, weights, sampling in servers:
         port = free_port()
         with server(command(python, weights, "distilled", port), port, work / f"{key}.log") as url:
             start = time.perf_counter()
@@ -190,6 +197,7 @@ def main() -> None:
                 "teacher.model=distilled",
                 f"teacher.base_url={url}",
                 "teacher.max_concurrency=1",
+                *sampling,
                 *same_problems,
                 f"hydra.run.dir={work / key}",
             ]

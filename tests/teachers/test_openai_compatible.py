@@ -124,3 +124,22 @@ def test_settings_name_what_changes_an_answer_not_where_it_is_served():
     assert OpenAICompatibleTeacher(a).settings(64) == OpenAICompatibleTeacher(b).settings(64)
     c = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(a), {"temperature": 0.7}))
     assert OpenAICompatibleTeacher(c).settings(64)["temperature"] == 0.7
+
+
+def test_the_servers_own_sampling_fields_are_sent_and_key_the_answers(tmp_path):
+    """llama.cpp's Python server penalises repeats (1.1) unless a request says otherwise: with
+    temperature 0 alone its answers are not greedy ones. `extra_body` goes with every request and
+    into the settings that key stored answers."""
+    with FakeOpenAI() as server:
+        greedy = teacher(server, extra_body={"repeat_penalty": 1.0, "top_k": 1})
+        request = Request("r0", [{"role": "user", "content": "alpha please"}], 32)
+        ((_, answer),) = greedy.answer([request], Journal())
+        assert answer.text.splitlines()[1] == "def alpha(x):"
+        sent = server.requests[0]
+        assert sent["repeat_penalty"] == 1.0 and sent["top_k"] == 1 and sent["temperature"] == 0.0
+        assert greedy.settings(32)["repeat_penalty"] == 1.0
+        assert teacher(server).settings(32) != greedy.settings(32)
+    # from the command line: `+teacher.extra_body.repeat_penalty=1.0`
+    args = ["eval", "--cfg", "job", "eval.model=teacher", "teacher=openai_compatible"]
+    out = run([*args, "teacher.model=m", "+teacher.extra_body.repeat_penalty=1.0"], tmp_path)
+    assert "extra_body:\n    repeat_penalty: 1.0" in out.stdout, out.stderr[-2000:]
