@@ -157,14 +157,14 @@ def _write_tokenizer(writer: Any, tokenizer: Any, vocab_size: int) -> None:
     """The tokenizer as llama.cpp reads it: SentencePiece-style BPE ("llama": CodeLlama) or
     byte-level BPE ("gpt2": Qwen2, SmolLM2); ids past the tokenizer's own vocabulary (a padded
     embedding) become unused placeholder tokens."""
-    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    model = spec["model"]
     # (left, right) pairs, in rank order; older tokenizer.json files write "left right"
     merges = [m.split(" ", 1) if isinstance(m, str) else m for m in model.get("merges") or []]
     sentencepiece = model.get("type") == "BPE" and bool(model.get("byte_fallback"))
     tokens, types = _token_list(tokenizer, vocab_size, sentencepiece)
     if sentencepiece:
-        pre = json.loads(tokenizer.backend_tokenizer.to_str()).get("pre_tokenizer") or {}
-        if pre.get("prepend_scheme") == "first":
+        if (spec.get("pre_tokenizer") or {}).get("prepend_scheme") == "first":
             log.warning(
                 "the student's tokenizer (legacy=False) adds no `▁` to text after a special "
                 "token; llama.cpp does, as SentencePiece does: such prompts (`<s>[INST]`) split "

@@ -14,12 +14,12 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from provenance import commit as head_commit  # noqa: E402
 from provenance import cpu_model  # noqa: E402
 
 
@@ -28,12 +28,7 @@ def save(
 ) -> Path:
     """`commit`: the one the run ran on (a fresh clone's), default this checkout's HEAD."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    commit = (
-        commit
-        or subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    )
+    commit = commit or head_commit()
     record = {
         "command": command,
         "commit": commit,
