@@ -1,11 +1,17 @@
 """The token losses of a step in one chunked pass that never holds (B, T, V) student logits.
 
 Rows are the scored positions only (prompt and padding are never projected). For each chunk of
-rows the student's lm_head is applied, the fp32 logits are handed to every active token loss, and
-the gradient of the weighted sum with respect to those logits is turned at once into gradients for
-the hidden states (and the head, when it is trainable). The backward pass only scales what the
-forward pass stored: measured on a CPU this was as fast as the dense loss, while recomputing each
-chunk in backward was 23-59% slower (see experiments/performance/kd_loss).
+rows the student's lm_head is applied, the logits are handed to every active token loss a few rows
+at a time (fp32), and the gradient of the weighted sum with respect to those logits, written over
+the logits themselves, is turned at once into gradients for the hidden states (and the head, when
+it is trainable). The backward pass only scales what the forward pass stored: measured on a CPU
+this was as fast as the dense loss, while recomputing each chunk in backward was 23-59% slower.
+
+Two sizes, because the two kinds of work want different ones: a chunk (the head's matmuls) wants
+many rows, since each chunk streams the whole (V, H) head and a matmul of few rows runs far below
+the CPU's speed (at V=151,936, H=896: 27 rows 2.1x the time per row of 2,048 rows); the loss math
+makes several (rows, V) fp32 temporaries, so it runs on sub-chunks of a few rows, and the chunk
+costs one (rows, V) buffer (see experiments/performance/kd_loss).
 """
 
 from __future__ import annotations
@@ -24,8 +30,11 @@ from distill.losses.rows import SparseRows, TokenChunk, teacher_token_weights
 if TYPE_CHECKING:  # the token losses call this pass; it only reads their attributes
     from distill.losses.token import TokenLoss
 
-# Elements of one chunk's fp32 logits: 2**21 is 8 MiB, about 64 rows of a 32k vocabulary.
-CHUNK_ELEMENTS = 2**21
+# Logits of one chunk, the one (rows, V) buffer of the pass: 48 MiB in fp32, 393 rows of a 32k
+# vocabulary, 82 of Qwen's 152k; a frozen head (QLoRA: no (V, H) gradient) affords twice as many.
+CHUNK_ELEMENTS = 3 * 2**22
+# Logits of one sub-chunk of the loss math (each of its temporaries): 2 MiB in fp32.
+SUB_ELEMENTS = 2**19
 # Bytes of logit gradients gathered before one update of a trainable head's (V, H) gradient, by
 # the head's element size: 131 fp32 or 524 bf16 rows of a 32k vocabulary. Fewer, larger updates
 # pass over the (V, H) accumulator fewer times; a 16-bit accumulator is also rounded fewer times,
@@ -55,6 +64,7 @@ class _Job:
     code: Tensor | None
     normalizer: Tensor | float
     chunk_size: int
+    sub_rows: int
     vocab: int | None
     diagnostics: bool
     compute_dtype: torch.dtype | None = None  # of the head matmul; None: the head's own
@@ -121,6 +131,24 @@ class _Job:
             grad = g if grad is None else grad.add_(g)
         return total, grad
 
+    def losses_over(self, logits: Tensor, start: int) -> tuple[Tensor, Tensor | None]:
+        """Every part over one chunk of (n, V) logits (in the head's compute dtype), a sub-chunk
+        of rows at a time in fp32: the chunk's total, and its gradient, written over `logits`
+        (None when no part is active)."""
+        chunk_total, has_grad = logits.new_zeros((), dtype=torch.float32), False
+        for a in range(0, len(logits), self.sub_rows):
+            rows = logits[a : a + self.sub_rows]
+            s_logits = rows.float()  # a view of fp32 logits: read before any write below
+            chunk = self.chunk(start + a, start + a + len(rows))
+            if self.diagnostics:
+                self.add_diagnostics(s_logits, chunk)
+            total, g = self.chunk_total_and_grad(s_logits, chunk)
+            chunk_total += total.detach()
+            if g is not None:
+                rows.copy_(g)
+                has_grad = True
+        return chunk_total, logits if has_grad else None
+
     @torch.no_grad()
     def add_diagnostics(self, s_logits: Tensor, chunk: TokenChunk) -> None:
         if chunk.teacher_logits is None:
@@ -134,7 +162,11 @@ class _Job:
 
 
 class _HeadGrad:
-    """A trainable head's gradient, sum_i g_i^T x_i, updated once per block of gathered rows.
+    """A trainable head's gradient, sum_i g_i^T x_i, updated once per block of rows.
+
+    Chunks of at least a block update it at once; smaller ones are gathered first, so each update
+    passes over the (V, H) accumulator for many rows (a 16-bit accumulator is also rounded fewer
+    times).
 
     Args:
         grad: (V, H) accumulator, in the head's dtype.
@@ -142,13 +174,20 @@ class _HeadGrad:
     """
 
     def __init__(self, grad: Tensor, width: int, rows: int) -> None:
-        self.grad, self.filled = grad, 0
-        self.g = grad.new_empty((rows, grad.shape[0]))
-        self.x = grad.new_empty((rows, width))
+        self.grad, self.filled, self.rows, self.width = grad, 0, rows, width
+        self.g = self.x = None
 
     def add(self, g: Tensor, x: Tensor) -> None:
-        """Gather (n, V) logit gradients and their (n, H) inputs; update when the block is full."""
-        if self.filled + len(g) > len(self.g):  # a block holds at least one chunk
+        """Add (n, V) logit gradients and their (n, H) inputs."""
+        g, x = g.to(self.grad.dtype), x.to(self.grad.dtype)
+        if len(g) >= self.rows:
+            self.flush()
+            self.grad.addmm_(g.t(), x)
+            return
+        if self.g is None:
+            self.g = g.new_empty((self.rows, g.shape[1]))
+            self.x = x.new_empty((self.rows, self.width))
+        if self.filled + len(g) > self.rows:
             self.flush()
         end = self.filled + len(g)
         self.g[self.filled : end], self.x[self.filled : end] = g, x
@@ -171,7 +210,7 @@ class _FusedTokenLoss(torch.autograd.Function):
         if weight is not None and ctx.needs_input_grad[1]:  # the one unavoidable (V, H) buffer
             size = weight.element_size()
             block = HEAD_GRAD_BYTES.get(size, 2**25) // (job.vocab * size)
-            rows = min(len(inputs), max(job.chunk_size, block))
+            rows = max(1, min(len(inputs), block))
             grad_w = _HeadGrad(torch.zeros_like(weight[: job.vocab]), weight.shape[1], rows)
         if bias is not None and ctx.needs_input_grad[2]:
             grad_b = torch.zeros_like(bias[: job.vocab])
@@ -182,27 +221,25 @@ class _FusedTokenLoss(torch.autograd.Function):
         total = inputs.new_zeros((), dtype=torch.float32)
         for start in range(0, inputs.shape[0], job.chunk_size):
             x = inputs[start : start + job.chunk_size]
-            chunk = job.chunk(start, start + job.chunk_size)
             with torch.autocast(inputs.device.type, enabled=False):
-                raw = x if w is None else F.linear(x.to(w.dtype), w, b)
-                s_logits = raw[:, : job.vocab].detach().float()
-                del raw
-                chunk_total, g = job.chunk_total_and_grad(s_logits, chunk)
-            total += chunk_total.detach()
-            if job.diagnostics:
-                job.add_diagnostics(s_logits, chunk)
-            del s_logits
+                if w is None:  # logits rows: the gradient gets its own buffer
+                    logits = x[:, : job.vocab].detach().clone()
+                else:
+                    logits = F.linear(x.detach().to(w.dtype), w, b)
+                chunk_total, g = job.losses_over(logits, start)
+            total += chunk_total
             if g is None:  # no token part: the pass gives only the diagnostics
                 continue
             if grad_in is not None:
                 if w is None:
                     grad_in[start : start + len(x), : job.vocab] = g
                 else:
-                    grad_in[start : start + len(x)] = (g.to(w.dtype) @ w).to(grad_in.dtype)
+                    grad_in[start : start + len(x)] = (g @ w).to(grad_in.dtype)
             if grad_w is not None:
                 grad_w.add(g, x)
             if grad_b is not None:
-                grad_b += g.sum(0).to(grad_b.dtype)
+                grad_b += g.sum(0, dtype=grad_b.dtype)
+            del logits, g
         grad_w = None if grad_w is None else grad_w.flush()
         ctx.grads = (grad_in, grad_w, grad_b, weight, bias)
         return total
@@ -252,7 +289,7 @@ def take_rows(flat: Tensor, rows: Tensor, first: int | None) -> Tensor:
 
 def default_chunk_size(vocab: int, trainable_head: bool = True) -> int:
     """Rows per chunk: a frozen head (QLoRA) affords chunks twice as large, which cost fewer
-    passes over the head (measured at T=2048, V=32016: 128 rows 131 MiB, 65 rows 84 MiB)."""
+    passes over the head."""
     return max(8, CHUNK_ELEMENTS * (1 if trainable_head else 2) // vocab)
 
 
@@ -300,6 +337,7 @@ def fused_token_losses(
         code=_code_rows(batch, rows),
         normalizer=loss_tokens(batch, labels[:, 1:] != -100),
         chunk_size=chunk_size or default_chunk_size(vocab, weight is None or weight.requires_grad),
+        sub_rows=max(1, SUB_ELEMENTS // vocab),
         vocab=vocab,
         diagnostics=diagnostics,
         first_row=first,

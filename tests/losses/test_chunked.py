@@ -66,6 +66,27 @@ def test_chunked_equals_dense_in_value_and_gradient(name, chunk_size):
         torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["ce", *DIVERGENCES])
+@pytest.mark.parametrize(("sub_rows", "chunk_size"), [(2, 5), (3, 3), (4, 64)])
+def test_the_loss_math_in_sub_chunks_equals_dense(name, sub_rows, chunk_size, monkeypatch):
+    """A chunk's logits go through the losses a few rows at a time and are overwritten by their
+    gradient: values, both gradients and the diagnostics equal the dense pass."""
+    monkeypatch.setattr(chunked, "SUB_ELEMENTS", sub_rows * V)
+    hidden, head, teacher, labels = make(seed=3, bias=True)
+    loss = LOSSES.build(name, **({} if name == "ce" else {"temperature": 2.0}))
+    out = StepOutputs(student_hidden=hidden, student_head=head, teacher_logits=teacher)
+    got = fused_token_losses(
+        out, {"labels": labels}, {name: (loss, 0.5)}, chunk_size=chunk_size, diagnostics=True
+    )
+    kwargs = {} if name == "ce" else {"temperature": 2.0}
+    want = 0.5 * dense_reference(name, hidden, head, teacher, labels, **kwargs)
+    assert got.total.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-6)
+    want_kl = dense_reference("kl", hidden, head, teacher, labels).item()
+    assert got.diagnostics["kl"].item() == pytest.approx(want_kl, rel=1e-5)
+    for g, w in zip(grads(got.total, hidden, head), grads(want, hidden, head), strict=True):
+        torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize(("block_rows", "chunk_size"), [(2, 1), (5, 2), (4, 3), (1, 4)])
 def test_the_head_gradient_gathered_in_blocks_equals_dense(block_rows, chunk_size, monkeypatch):
     # Blocks of a few rows, so the head's gradient is updated several times, at odd boundaries.
