@@ -61,7 +61,7 @@ class CompositeLoss(nn.Module):
             active_layers.
         adaptive: learn one log-variance per component and weight each by exp(-s) with a +s
             penalty (Kendall et al. 2018, https://arxiv.org/abs/1705.07115).
-        chunk_size: rows per chunk of the token losses (None: about 8 MiB of logits).
+        chunk_size: rows per chunk of the token losses (None: `default_chunk_size`).
     """
 
     def __init__(

@@ -163,6 +163,35 @@ def train_step_matched(name: str = "train_step/matched.csv") -> str:
     return markdown(head, rows, "lllllrrrrr") + "\n\n" + provenance(name)
 
 
+def train_step_on_policy(name: str = "train_step/on_policy.csv") -> str:
+    """On-policy steps: sampling settings, seconds per step and the ratios to TRL."""
+    knobs = {r["arm"]: json.loads(r["knobs"]) for r in read(name)}
+    arms = step_arms(name)
+    trl = [a for a in arms if a["arm"].startswith("trl")]
+    fastest = min(a["step_s"] for a in trl)
+    rows = []
+    for a in arms:
+        k = knobs[a["arm"]]
+        rows.append(
+            [
+                a["arm"],
+                f"{k['lmbda']:g} / {k['max_new_tokens']} / {k['temperature']:g}",
+                f"{k['teacher_dtype']} / {k['dequant_dtype']} / {k['autocast']}",
+                f"{k['micro_batch']}",
+                "on" if k["checkpointing"] else "off",
+                f"{a['runs']}",
+                f"{a['step_s']:.2f}",
+                f"{fastest / a['step_s']:.2f}",
+                f"{a['rss']:.0f}",
+                f"{a['x_rss']:.2f}",
+            ]
+        )
+    head = ["arm", "lmbda / new tokens / temperature", "teacher / dequant / autocast"]
+    head += ["micro-batch", "checkpointing", "runs", "s/step", "x TRL steps/s", "peak RSS (MiB)"]
+    head += ["x TRL leanest"]
+    return markdown(head, rows, "lllllrrrrr") + "\n\n" + provenance(name)
+
+
 def matched_verdict(name: str = "train_step/matched.csv") -> str:
     arms = step_arms(name)
     ours = [a for a in arms if a["arm"].startswith("ours")]
@@ -644,6 +673,7 @@ def overview() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "train_step": train_step,
     "train_step_phases": train_step_phases,
+    "train_step_on_policy": train_step_on_policy,
     "train_step_changes": train_step_changes,
     "train_step_matched": train_step_matched,
     "kd_loss_results": lambda: kd_table("kd_loss/results.csv"),
@@ -652,6 +682,8 @@ TABLES: dict[str, Callable[[], str]] = {
         "kd_loss/memory_revised.csv", ["naive", "ours", "ours:128"]
     ),
     "kd_loss_current": kd_loss_current,
+    "kd_loss_row_chunks": lambda: kd_table("kd_loss/row_chunks.csv", shape=True),
+    "kd_loss_7b_trainable_alone": lambda: kd_table("kd_loss/7b_trainable_alone.csv", shape=True),
     "kd_loss_chunk_probe": lambda: kd_table("kd_loss/chunk_probe.csv", shape=True),
     "kd_loss_headline": kd_loss_headline,
     "sparse_cache_t1": lambda: sparse_cache("sparse_cache/results.csv", with_fp32=True),

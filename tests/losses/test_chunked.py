@@ -87,6 +87,25 @@ def test_the_loss_math_in_sub_chunks_equals_dense(name, sub_rows, chunk_size, mo
         torch.testing.assert_close(g, w.float(), rtol=1e-4, atol=1e-6)
 
 
+def test_under_bf16_autocast_the_head_runs_in_bf16_and_the_loss_math_in_fp32(monkeypatch):
+    """The chunk's logits are bf16 (the head's matmul under autocast), each sub-chunk's loss math
+    fp32: the value is within bf16 rounding of the dense fp32 loss, and the gradients too."""
+    monkeypatch.setattr(chunked, "SUB_ELEMENTS", 2 * V)
+    hidden, head, teacher, labels = make(seed=4)
+    out = StepOutputs(student_hidden=hidden, student_head=head, teacher_logits=teacher)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fused_token_losses(
+            out, {"labels": labels}, {"kl": (LOSSES.build("kl"), 1.0)}, chunk_size=5
+        )
+    want = dense_reference("kl", hidden, head, teacher, labels)
+    assert got.total.dtype == torch.float32
+    assert got.total.item() == pytest.approx(want.item(), rel=2e-2)
+    got_grads, want_grads = grads(got.total, hidden, head), grads(want, hidden, head)
+    assert [g.dtype for g in got_grads] == [torch.float32, torch.float32]
+    for g, w in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w.float(), rtol=0.05, atol=0.02 * w.abs().max().item())
+
+
 @pytest.mark.parametrize(("block_rows", "chunk_size"), [(2, 1), (5, 2), (4, 3), (1, 4)])
 def test_the_head_gradient_gathered_in_blocks_equals_dense(block_rows, chunk_size, monkeypatch):
     # Blocks of a few rows, so the head's gradient is updated several times, at odd boundaries.

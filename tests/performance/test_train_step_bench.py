@@ -82,6 +82,9 @@ def test_summary_ratios_are_to_trl_fastest_and_leanest(bench):
     assert rows["ours"]["x_trl_best_tok_s"] == 2.0  # 400 / trl_b's 200
     assert rows["ours"]["x_trl_lowest_rss"] == 2500.0 / 4000.0  # against trl_a's 4000
     assert rows["trl_b"]["x_trl_best_tok_s"] == 1.0
+    runs[1]["seconds"] = 0.5  # trl_b's one step: the fastest TRL step
+    rows = {r["arm"]: r for r in run.summarise(runs)}
+    assert rows["ours"]["x_trl_best_steps_s"] == 0.5  # 0.5 s against its 1 s a step
 
 
 def smoke(tmp_path: Path, arms: list[str]) -> str:
@@ -118,6 +121,18 @@ def test_trl_arm_runs_in_the_peer_venv(tmp_path):
     assert len(lines) == 2 and lines[1].startswith("trl_fp32,")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not PEERS.exists(), reason="no peer venv (experiments/performance/train_step/setup.sh)"
+)
+def test_the_on_policy_arms_sample_and_train(tmp_path):
+    out = smoke(tmp_path, ["ours_onpolicy", "trl_gkd_onpolicy"])
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert [x.split(",")[0] for x in lines[1:]] == ["ours_onpolicy", "trl_gkd_onpolicy"], out
+    for line in lines[1:]:
+        assert '""lmbda"": 1.0' in line and '""max_new_tokens"": 64' in line
+
+
 def test_the_cpu_fast_preset_composes_with_the_benchmark_overrides(bench):
     run, _, _ = bench
     from distill.config import validate
@@ -148,14 +163,17 @@ def test_the_matched_grid_offers_trl_every_setting_ours_runs(bench):
             options=dict(run.ARMS[arm][2]),
         )  # fmt: skip
 
-    knobs = {arm: run.knobs(spec(arm)) for arm in run.MATCHED}
-    ours = [a for a in run.MATCHED if a.startswith("ours")]
-    trl = [a for a in run.MATCHED if a.startswith("trl")]
-    assert len(ours) == 4 and len(trl) >= 4
+    knobs = {arm: run.knobs(spec(arm)) for arm in run.MATCHED + run.ON_POLICY}
+    ours = [a for a in run.MATCHED + run.ON_POLICY if a.startswith("ours")]
+    trl = [a for a in run.MATCHED + run.ON_POLICY if a.startswith("trl")]
+    assert len(ours) == 5 and len(trl) >= 5
     for arm in ours:
         twins = [t for t in trl if knobs[t] == knobs[arm]]
         assert twins, f"{arm} {knobs[arm]} has no TRL twin"
     assert knobs["ours_fp32_nodrop_mb2_gc"]["micro_batch"] == 2
     assert knobs["ours_fp32_nodrop_mb2_gc"]["checkpointing"] is True
     assert knobs["ours_fp32_nodrop"]["lora_dropout"] == 0.0
+    assert knobs["ours_fp32_nodrop"]["lmbda"] == 0.0
+    sampling = {"lmbda": 1.0, "max_new_tokens": run.ON_POLICY_TOKENS, "temperature": 1.0}
+    assert {k: knobs["ours_onpolicy"][k] for k in sampling} == sampling
     assert knobs["trl_fp32"]["length_grouped"] is False  # TRL's default arm, kept for reference
