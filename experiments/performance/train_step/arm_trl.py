@@ -100,37 +100,44 @@ class StepTimes(TrainerCallback):
         self.step += 1
 
 
+def trainer_args(spec: Spec, out_dir: str) -> dict:
+    """The Trainer arguments both TRL trainers take, from the spec's options (bf16 and gradient
+    checkpointing default to TRL's own defaults, both on)."""
+    micro = spec.options.get("micro_batch", spec.batch_size)
+    return {
+        "output_dir": out_dir,
+        "temperature": spec.options.get("temperature", 1.0),
+        "per_device_train_batch_size": micro,
+        "gradient_accumulation_steps": spec.batch_size // micro,
+        "disable_dropout": spec.options.get("disable_dropout", True),
+        "max_steps": spec.warmup + spec.steps,
+        "learning_rate": spec.lr,
+        "weight_decay": 0.0,
+        "optim": "adamw_torch",
+        "bf16": spec.options.get("bf16", True),
+        "gradient_checkpointing": spec.options.get("gradient_checkpointing", True),
+        "use_cpu": True,
+        "save_strategy": "no",
+        "logging_steps": 5,
+        "report_to": [],
+        "dataloader_num_workers": 0,
+        "seed": spec.seed,
+        "disable_tqdm": True,
+    }
+
+
 def gkd_config(spec: Spec, out_dir: str):
     from trl.experimental.gkd import GKDConfig
 
-    bf16 = spec.options.get("bf16", True)
     grouped = spec.options.get("group_by_length", False)
-    micro = spec.options.get("micro_batch", spec.batch_size)
     return GKDConfig(
-        output_dir=out_dir,
+        **trainer_args(spec, out_dir),
         lmbda=spec.options.get("lmbda", 0.0),
         beta=0.0,
         seq_kd=False,
-        temperature=spec.options.get("temperature", 1.0),
         max_new_tokens=spec.options.get("max_new_tokens", 128),
         max_length=spec.max_length,
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=spec.batch_size // micro,
-        disable_dropout=spec.options.get("disable_dropout", True),
-        max_steps=spec.warmup + spec.steps,
-        learning_rate=spec.lr,
-        weight_decay=0.0,
-        optim="adamw_torch",
-        bf16=bf16,
-        gradient_checkpointing=spec.options.get("gradient_checkpointing", True),
         train_sampling_strategy="group_by_length" if grouped else "random",
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=5,
-        report_to=[],
-        dataloader_num_workers=0,
-        seed=spec.seed,
-        disable_tqdm=True,
     )
 
 
@@ -139,30 +146,12 @@ def distillation_config(spec: Spec, out_dir: str):
     student sampling at most `max_new_tokens` at `temperature` from its full distribution."""
     from trl import DistillationConfig
 
-    micro = spec.options.get("micro_batch", spec.batch_size)
     return DistillationConfig(
-        output_dir=out_dir,
+        **trainer_args(spec, out_dir),
         beta=0.0,
-        temperature=spec.options.get("temperature", 1.0),
         top_p=1.0,
         top_k=0,
         max_completion_length=spec.options["max_new_tokens"],
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=spec.batch_size // micro,
-        disable_dropout=spec.options.get("disable_dropout", True),
-        max_steps=spec.warmup + spec.steps,
-        learning_rate=spec.lr,
-        weight_decay=0.0,
-        optim="adamw_torch",
-        bf16=spec.options.get("bf16", False),
-        gradient_checkpointing=spec.options.get("gradient_checkpointing", False),
-        use_cpu=True,
-        save_strategy="no",
-        logging_steps=5,
-        report_to=[],
-        dataloader_num_workers=0,
-        seed=spec.seed,
-        disable_tqdm=True,
     )
 
 
